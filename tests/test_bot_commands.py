@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import INVITER, MEMBER, polaris_env
+
 from polaris_sandbox import PASSWORD, USERNAME
 
 # --- !polaris request -------------------------------------------------------------

@@ -23,7 +23,9 @@ def test_an_inviter_invites_an_allowed_address(chat, sandbox):
 def test_each_address_gets_its_own_line_in_the_order_given(chat, sandbox):
     sandbox.add_user("taken@example.com")
 
-    chat.send("!polaris invite New.Person@Example.com, taken@example.com not-an-address bob@other.org")
+    chat.send(
+        "!polaris invite New.Person@Example.com, taken@example.com not-an-address bob@other.org"
+    )
 
     assert chat.reply() == "Inviting 2 addresses to Polaris…"
     lines = chat.reply().splitlines()
@@ -71,9 +73,7 @@ def test_a_bot_admin_who_is_not_an_inviter_is_refused_too(chat, sandbox):
     assert sandbox.calls("createUser") == []
 
 
-def test_privileged_commands_refuse_when_access_control_is_not_in_force(
-    sandbox, start_bot
-):
+def test_privileged_commands_refuse_when_access_control_is_not_in_force(sandbox, start_bot):
     chat = start_bot(polaris_env(sandbox), ACCESS_CONTROLS={"Polaris:*": {"allowusers": ("*",)}})
     chat.as_user(MEMBER)
 

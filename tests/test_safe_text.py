@@ -48,7 +48,7 @@ def assert_harmless(markdown: str) -> None:
         ("@Everyone", f"@{ZERO_WIDTH_SPACE}Everyone"),
         ("@jane", f"@{ZERO_WIDTH_SPACE}jane"),
         ("a & b", "a &amp; b"),
-        ("&lt;!here&gt;", "&amp;lt;!here&amp;gt;"),
+        ("&lt;!here&gt;", f"&amp;{ZERO_WIDTH_SPACE}lt;!here&amp;{ZERO_WIDTH_SPACE}gt;"),
         ("<http://evil.com|click>", "‹http://evil.com|click›"),
         ("[click](http://evil.com)", f"[click]{ZERO_WIDTH_SPACE}(http://evil.com)"),
         ("line\nbreak\ttab", "line break tab"),
@@ -68,13 +68,16 @@ def test_an_address_echoes_unchanged_through_errbot_on_slack_and_in_tests() -> N
 
 
 def test_an_ampersand_shows_as_itself_after_errbots_conversion() -> None:
-    assert SLACK.convert(neutralize("a&b@x.com")) == "a&b@x.com"
-    assert TEXT.convert(neutralize("Q&A")) == "Q&A"
+    assert SLACK.convert(neutralize("Q & A")) == "Q & A"
+    assert TEXT.convert(neutralize("Q&1")) == "Q&1"
+    assert SLACK.convert(neutralize("a&b@x.com")) == f"a&{ZERO_WIDTH_SPACE}b@x.com"
 
 
 def test_a_broadcast_written_as_entities_stays_text_through_errbot() -> None:
     # Errbot unescapes once: escaping only once would hand Slack a real <!here>.
-    assert SLACK.convert(neutralize("&lt;!here&gt;")) == "&lt;!here&gt;"
+    sent = SLACK.convert(neutralize("&lt;!here&gt;"))
+    assert sent.replace(ZERO_WIDTH_SPACE, "") == "&lt;!here&gt;"
+    assert html.unescape(sent) == sent
     assert "<!here>" not in SLACK.convert(neutralize("<!here>"))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +35,25 @@ USAGE = """\
 !polaris list [text]                    who has access (inviters, in a direct message)
 !polaris roles                          the roles in the Polaris account (inviters)"""
 
+NO_PROFILE_EMAIL = (
+    "I can't see an email address in your chat profile, so I can't request an account for "
+    "you. On Slack, the bot needs the users:read.email scope: ask your Slack admin to add it "
+    "to the app and reinstall it."
+)
+
 NO_ACCESS_CONTROL = (
     "This command is switched off because access control is not in force: the bot's "
     "operator must load the ACLs plugin and set POLARIS_INVITERS."
 )
+
+
+Respond = Callable[[str], None]
+
+
+def _where(msg: Any) -> str:
+    """Where a message was asked, for the log: a channel id or ``direct``."""
+    room = getattr(msg.frm, "room", None) if msg.is_group else None
+    return str(getattr(room, "id", None) or room) if room is not None else "direct"
 
 
 class Polaris(BotPlugin):
@@ -97,38 +112,84 @@ class Polaris(BotPlugin):
     @botcmd
     def polaris_invite(self, msg: Any, args: str) -> Iterator[str]:
         """Invite people to Polaris: !polaris invite <email> [<email> ...]"""
-        refusal = self._refuse("polaris_invite", INVITE)
-        if refusal:
-            yield refusal
-            return
         if not self.seen.first_time(message_key(msg)):
             self.log.info("ignored a redelivered message from %s", sender_id(msg))
             return
-        candidates = parse_addresses(arguments(msg, args, "invite"))
-        if not candidates:
-            yield "Name at least one address: !polaris invite <email> [<email> ...]"
-            return
-        yield from self._invite(msg, candidates, action="invite")
+        text = arguments(msg, args, "invite")
+        yield self.invite_for(sender_id(msg), text, where=_where(msg), respond=self._replier(msg))
 
     @botcmd
     def polaris_request(self, msg: Any, args: str) -> Iterator[str]:
         """Ask for a Polaris account for yourself, with your chat profile's email."""
-        refusal = self._refuse(None, INVITE)
-        if refusal:
-            yield refusal
-            return
         if not self.seen.first_time(message_key(msg)):
-            return
-        email = requester_email(msg)
-        if not email:
-            yield (
-                "I can't see an email address in your chat profile, so I can't request an "
-                "account for you. On Slack, the bot needs the users:read.email scope: ask your "
-                "Slack admin to add it to the app and reinstall it."
-            )
+            self.log.info("ignored a redelivered message from %s", sender_id(msg))
             return
         # The address comes from the profile, never from the message text.
-        yield from self._invite(msg, parse_addresses(email)[:1], action="request")
+        email = requester_email(msg)
+        yield self.request_for(sender_id(msg), email, where=_where(msg), respond=self._replier(msg))
+
+    # --- the invite paths shared by chat and the slash command -------------------------
+
+    def invite_for(self, inviter: str, text: str, *, where: str, respond: Respond) -> str:
+        """Invite the addresses in ``text`` on behalf of ``inviter`` (already authorised).
+
+        Returns what to say at once: the acknowledgement, or the whole answer when no
+        address needs Polaris. The outcome of running invites goes to ``respond``.
+        """
+        refusal = self._refuse("polaris_invite", INVITE)
+        if refusal:
+            return refusal
+        candidates = parse_addresses(text)
+        if not candidates:
+            return "Name at least one address: !polaris invite <email> [<email> ...]"
+        return self._start(inviter, candidates, "invite", where, respond)
+
+    def request_for(self, requester: str, email: str, *, where: str, respond: Respond) -> str:
+        """Self-service: invite ``requester``'s own profile ``email``.
+
+        Returns what to say at once; the outcome of a running invite goes to ``respond``.
+        """
+        refusal = self._refuse(None, INVITE)
+        if refusal:
+            return refusal
+        if not email:
+            return NO_PROFILE_EMAIL
+        return self._start(requester, parse_addresses(email)[:1], "request", where, respond)
+
+    def _start(
+        self,
+        who: str,
+        candidates: Sequence[Candidate],
+        action: str,
+        where: str,
+        respond: Respond,
+    ) -> str:
+        assert self.queue is not None
+        too_many = batch_too_large(sum(1 for c in candidates if c.email), self.settings.max_batch)
+        if too_many:
+            return too_many
+
+        started = time.monotonic()
+        batch = start_invites(candidates, self.settings.allowed_domains, self.queue)
+
+        def finish(results: list[tuple[str, Outcome]]) -> None:
+            self.log.info(
+                "%s by %s in %s: %s in %.0f ms",
+                action,
+                who,
+                where,
+                ", ".join(f"{o.email} {o.kind.name}" for _, o in results),
+                (time.monotonic() - started) * 1000,
+            )
+            if pending:
+                respond(render.outcome_lines(results))
+
+        pending = len(batch.pending)
+        if not pending:
+            finish(batch.results())
+            return render.outcome_lines(batch.results())
+        batch.when_done(finish)
+        return f"Inviting {render.plural(pending, 'address', 'addresses')} to Polaris…"
 
     @botcmd
     def polaris_status(self, msg: Any, args: str) -> str:
@@ -202,34 +263,11 @@ class Polaris(BotPlugin):
 
     # --- the invite path shared by invite and request ---------------------------------
 
-    def _invite(self, msg: Any, candidates: Sequence[Candidate], action: str) -> Iterator[str]:
-        assert self.queue is not None
-        too_many = batch_too_large(sum(1 for c in candidates if c.email), self.settings.max_batch)
-        if too_many:
-            yield too_many
-            return
-
-        started = time.monotonic()
-        batch = start_invites(candidates, self.settings.allowed_domains, self.queue)
-        if not batch.pending:
-            yield render.outcome_lines(batch.results())
-            return
-        count = len(batch.pending)
-        yield f"Inviting {render.plural(count, 'address', 'addresses')} to Polaris…"
-
-        def finish(results: list[tuple[str, Outcome]]) -> None:
-            self._bot.send_simple_reply(msg, render.outcome_lines(results))
-            self.log.info(
-                "%s by %s: %s in %.0f ms",
-                action,
-                sender_id(msg),
-                ", ".join(f"{o.email} {o.kind.name}" for _, o in results),
-                (time.monotonic() - started) * 1000,
-            )
-
-        batch.when_done(finish)
-
     # --- helpers ------------------------------------------------------------------
+
+    def _replier(self, msg: Any) -> Respond:
+        """Send later answers where ``msg`` was asked: its thread, channel or DM."""
+        return lambda text: self._bot.send_simple_reply(msg, text)
 
     def _refuse(self, command: str | None, part: str) -> str | None:
         """A sentence saying why this command cannot run now, or None when it can."""
