@@ -49,6 +49,14 @@ class Settings:
     webserver_host: str = "127.0.0.1"
     webserver_port: int | None = None
     signing_secret: str = ""
+    # Slack Web API, for /polaris me (users.info); the URL is changed only by tests.
+    slack_bot_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    # Approval of self-service requests, and limits.
+    approval: str = "required"  # or "auto"
+    approvers_channel: str = ""
+    request_ttl_hours: float = 72.0
+    max_invites_per_hour: int = 30
     problems: list[Problem] = field(default_factory=list)
 
     def problems_for(self, *parts: str) -> list[str]:
@@ -131,6 +139,16 @@ def _credentials(read: _Reader) -> Credentials | None:
     return None
 
 
+def _approval(read: _Reader) -> str:
+    mode = read.text("POLARIS_APPROVAL").lower() or "required"
+    if mode not in ("auto", "required"):
+        read.problems.append(
+            Problem(INVITE, f"POLARIS_APPROVAL must be 'auto' or 'required', not '{mode}'.")
+        )
+        return "required"
+    return mode
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read the settings from ``env`` (normally ``os.environ``)."""
     read = _Reader(env)
@@ -168,6 +186,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_batch=read.whole("POLARIS_MAX_BATCH", 20, INVITE, lowest=1),
         signing_secret=read.env.get("SLACK_SIGNING_SECRET") or "",
         webserver_host=read.text("WEBSERVER_HOST") or "127.0.0.1",
+        slack_bot_token=read.env.get("SLACK_BOT_TOKEN") or "",
+        slack_api_url=read.text("SLACK_API_URL") or "https://slack.com/api/",
+        approval=_approval(read),
+        approvers_channel=read.text("POLARIS_APPROVERS_CHANNEL"),
+        request_ttl_hours=read.number("POLARIS_REQUEST_TTL_HOURS", 72.0, INVITE, lowest=0.01),
+        max_invites_per_hour=read.whole("POLARIS_MAX_INVITES_PER_HOUR", 30, INVITE, lowest=1),
     )
     if settings.signing_secret or read.text("WEBSERVER_PORT"):
         settings.webserver_port = read.whole("WEBSERVER_PORT", 3141, SLASH, lowest=0)
