@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polarisbot import addresses
 from polarisbot.addresses import (
     IP_LITERAL,
     LINK_MISMATCH,
@@ -138,6 +141,15 @@ def test_a_refusal_for_an_invalid_address_starts_with_the_projects_phrase() -> N
     for raw in ["nope", "a@@b.com", "a@b", "<@U1>", "<!everyone>"]:
         [candidate] = parse_addresses(raw)
         assert candidate.reason is not None and candidate.reason.startswith(NOT_VALID)
+
+
+def test_no_reason_could_ping_anyone_when_shown_as_it_is() -> None:
+    # Replies echo reasons without neutralizing them, and Slack links @words.
+    reasons = [value for name, value in vars(addresses).items() if name.isupper()]
+    reasons = [r for r in reasons if isinstance(r, str)]
+    assert len(reasons) > 10
+    for reason in reasons:
+        assert not re.search(r"@\w|[<>&]", reason), reason
 
 
 def test_a_link_pointing_elsewhere_names_what_the_person_saw_not_the_target() -> None:

@@ -21,7 +21,9 @@ spreadsheet, so the parser first undoes all of that:
   angle brackets; the words of the name are not entries.
 - Entries are separated by spaces, commas, semicolons and new lines. Each one is
   reported; the same address twice is reported once, where it first appears.
-  Entries made only of punctuation (a dash, a bullet) are not entries.
+  Entries made only of punctuation (a dash, a bullet) are not entries. A quoted
+  name is only recognised in front of ``<address>``; elsewhere its words are
+  entries of their own (and reported as not addresses).
 
 Validity rule: an entry is a valid address when email-validator accepts it
 (``validate_email`` with ``check_deliverability=False``: syntax only, no DNS;
@@ -61,7 +63,8 @@ MAX_TEXT_CHARS = 20_000
 MAX_CANDIDATES = 100
 
 # Reasons. Each reads well after "<entry>: ". Reasons for something that is not an
-# address start with NOT_VALID, the project's fixed outcome phrase.
+# address start with NOT_VALID, the project's fixed outcome phrase. Replies show
+# them as they are, so they hold no Slack markup and no "@word".
 NOT_VALID = "not a valid email address"
 LINK_MISMATCH = "the link text differs from where it points"
 NON_ASCII_LOCAL = (
@@ -72,7 +75,7 @@ IP_LITERAL = "the address has an IP address after the @, which Polaris does not 
 MIXED_SCRIPTS = "the domain mixes look-alike alphabets ({scripts}), which Polaris does not accept"
 SLACK_MENTION = f"{NOT_VALID} (a Slack mention; give the person's email address)"
 SLACK_CHANNEL = f"{NOT_VALID} (a Slack channel)"
-SLACK_BROADCAST = f"{NOT_VALID} (a Slack notification such as @here)"
+SLACK_BROADCAST = f"{NOT_VALID} (a Slack notification for a whole channel)"
 SLACK_GROUP = f"{NOT_VALID} (a Slack user group)"
 SLACK_MARKUP = f"{NOT_VALID} (Slack markup)"
 TOO_MANY = f"not read: at most {MAX_CANDIDATES} entries are read from one message"
@@ -198,10 +201,9 @@ def _cut(text: str) -> tuple[str, bool]:
         return text, False
 
     # Cut between entries where possible, so the last entry read is whole.
-    cut = MAX_TEXT_CHARS
-    space = max(text.rfind(" ", MAX_TEXT_CHARS - 1000, cut), text.rfind("\n", 0, cut))
-    if space > MAX_TEXT_CHARS - 1000:
-        cut = space
+    window = MAX_TEXT_CHARS - 1000
+    gap = max(text.rfind(ch, window, MAX_TEXT_CHARS) for ch in " \n\t,;")
+    cut = gap if gap > 0 else MAX_TEXT_CHARS
     return text[:cut], _READABLE.search(text, cut) is not None
 
 
@@ -361,7 +363,8 @@ def _mark_display_names(tokens: list[_Token]) -> None:
     for index, token in enumerate(tokens):
         if token.hard_before or not _is_angle_address(token):
             continue
-        for before in reversed(tokens[:index]):
+        for back in range(index - 1, -1, -1):
+            before = tokens[back]
             if not _is_plain_word(before) or before.is_name:
                 break
             before.is_name = True

@@ -17,7 +17,9 @@ have to be safe at once:
 So ``neutralize``:
 
 - writes ``&`` as ``&amp;`` (both ways show ``&``; one unescape gives back
-  ``&``, never ``<``, so no markup can appear);
+  ``&``, never ``<``, so no markup can appear), with a zero-width space after it
+  when a letter or ``#`` follows, so that no entity (``&lt;``, ``&lt``, ``&#60;``)
+  can form even if the text is unescaped twice somewhere;
 - writes ``<`` and ``>`` as the look-alikes ``‹`` and ``›``: an entity would be
   undone by Errbot, and a double-escaped one would show as ``&lt;`` in one of
   the two ways; no address contains them, so nothing a person needs to copy
@@ -53,12 +55,10 @@ def neutralize(text: str, limit: int = MAX_ECHO_CHARS) -> str:
         cleaned = cleaned[: max(limit - 1, 0)] + ELLIPSIS
 
     out: list[str] = []
-    previous = ""
-    for ch in cleaned:
+    for i, ch in enumerate(cleaned):
         out.append(_REPLACEMENTS.get(ch, ch))
-        if (ch == "@" and not previous.isalnum()) or ch == "]":
+        if _needs_break(ch, cleaned[i - 1 : i], cleaned[i + 1 : i + 2]):
             out.append(ZERO_WIDTH_SPACE)
-        previous = ch
     return "".join(out)
 
 
@@ -67,6 +67,15 @@ def code(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     body = neutralize(text.replace("`", _BACKTICK_LOOKALIKE), limit)
     # An empty or blank span is not code in Markdown; show one visible space instead.
     return f"`{body}`" if body.strip() else "` `"
+
+
+def _needs_break(ch: str, previous: str, following: str) -> bool:
+    """Whether a zero-width space must follow ``ch`` to stop Slack or Markdown reading it."""
+    if ch == "@":
+        return not (previous.isascii() and previous.isalnum())  # inside an address is fine
+    if ch == "&":
+        return following == "#" or (following.isascii() and following.isalpha())
+    return ch == "]"
 
 
 def _visible(text: str) -> str:
