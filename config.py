@@ -89,5 +89,15 @@ ACCESS_CONTROLS = {
     "Health:*": {"allowusers": BOT_ADMINS},
 }
 
+
+class _Environment(dict):
+    """A copy of the environment that never prints its values (they include secrets)."""
+
+    def __repr__(self) -> str:
+        return f"<environment: {len(self)} variables>"
+
+    __str__ = __repr__
+
+
 # Settings the plugin reads: the environment itself (see README.md).
-POLARIS_SETTINGS = os.environ
+POLARIS_SETTINGS = _Environment(os.environ)

@@ -36,7 +36,6 @@ def bot_config(env: Mapping[str, str]) -> dict[str, Any]:
     with mock.patch.dict(os.environ, {"BOT_DATA_DIR": data_dir, **env}, clear=True):
         spec.loader.exec_module(module)
         settings = {k: v for k, v in vars(module).items() if k.isupper()}
-        settings["POLARIS_SETTINGS"] = dict(os.environ)
     return {k: v for k, v in settings.items() if k not in BACKEND_OWNED}
 
 

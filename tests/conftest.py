@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "polaris"))
 sys.path.insert(0, str(ROOT))
 
-pytest_plugins = ["errbot.backends.test"]
+pytest_plugins = ["errbot.backends.test", "secret_scan"]
 
 ADMIN = "U0ADMIN"
 INVITER = "U0INVITER"
