@@ -8,9 +8,17 @@ from conftest import INVITER, MEMBER, polaris_env
 from polaris_sandbox import PASSWORD, USERNAME
 
 # --- !polaris request -------------------------------------------------------------
+# Requests with approval required are tested in test_approvals.py.
 
 
-def test_anyone_can_request_an_account_for_their_own_profile_email(chat, sandbox):
+@pytest.fixture
+def auto_chat(sandbox, start_bot):
+    """A bot whose self-service requests need no approval (POLARIS_APPROVAL=auto)."""
+    return start_bot(polaris_env(sandbox, POLARIS_APPROVAL="auto"))
+
+
+def test_anyone_can_request_an_account_for_their_own_profile_email(auto_chat, sandbox):
+    chat = auto_chat
     chat.as_user(MEMBER, email="Member.One@Example.com")
 
     chat.send("!polaris request")
@@ -20,7 +28,8 @@ def test_anyone_can_request_an_account_for_their_own_profile_email(chat, sandbox
     assert [c["email"] for c in sandbox.calls("createUser")] == ["member.one@example.com"]
 
 
-def test_request_ignores_any_address_typed_after_it(chat, sandbox):
+def test_request_ignores_any_address_typed_after_it(auto_chat, sandbox):
+    chat = auto_chat
     chat.as_user(MEMBER, email="member.two@example.com")
 
     chat.send("!polaris request boss@example.com")
