@@ -104,6 +104,8 @@ class Sandbox:
         self._log_lock = threading.Lock()
         self._log: list[RecordedRequest] = []
         self._stopping = threading.Event()
+        # Bumped by clear_faults(): requests hanging on a fault then end (no answer).
+        self._releases = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -237,8 +239,9 @@ class Sandbox:
         self.faults.arm(Fault(target, kind, times, apply_first, params))
 
     def clear_faults(self) -> None:
-        """Disarm every fault."""
+        """Disarm every fault; requests hanging on one are closed without an answer."""
         self.faults.clear()
+        self._releases += 1
 
     def expire_tokens(self) -> None:
         """Make every issued token invalid, as if all had expired."""
@@ -374,10 +377,14 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = header.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
-    def _hang(self) -> None:
-        """Keep the connection open without answering until the client leaves."""
-        stopping = self.server.sandbox._stopping
-        while not stopping.is_set():
+    def _hang(self, releases: int) -> None:
+        """Keep the connection open without answering until the client leaves.
+
+        Clearing the faults (or stopping the sandbox) closes it, still without an answer.
+        """
+        sandbox = self.server.sandbox
+        stopping = sandbox._stopping
+        while not stopping.is_set() and sandbox._releases == releases:
             readable, _, _ = select.select([self.connection], [], [], 0.05)
             if not readable:
                 continue
@@ -421,6 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         index = sandbox._record(entry)
 
         sandbox._pause(sandbox.latency)
+        releases = sandbox._releases
         fault = sandbox.faults.take(target, operation.fields) if target else None
         if fault is not None and fault.kind == "latency":
             sandbox._pause(float(fault.params.get("seconds", 1.0)))
@@ -449,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
             fault=fault.kind if fault else None,
         )
         if answer.drop == "hang":
-            self._hang()
+            self._hang(releases)
             raise _Drop(reset=False)
         if answer.drop == "reset":
             raise _Drop(reset=True)

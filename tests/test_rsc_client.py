@@ -26,7 +26,7 @@ from polarisbot.errors import (
     PolarisRejected,
     PolarisUnavailable,
 )
-from polarisbot.rsc import Credentials, RscClient, User
+from polarisbot.rsc import STATUS_TIMEOUT, Credentials, RscClient, User
 
 # Library and traceback text that must never reach a person through str(error).
 LEAKS = (
@@ -756,6 +756,64 @@ def test_status_with_a_wrong_secret_is_reachable_but_not_logged_in(
 
     assert status.reachable and not status.login_ok
     assert status.error is not None and "client secret" in status.error
+
+
+def test_status_answers_within_its_own_short_timeout_while_polaris_hangs(
+    sandbox: Sandbox, make_client: Callable[..., RscClient]
+) -> None:
+    client = make_client(read_timeout=20.0, retry_budget=30.0)
+    assert client.status().login_ok
+    sandbox.set_fault("graphql", "hang")
+
+    started = time.monotonic()
+    status = client.status()
+
+    assert time.monotonic() - started < STATUS_TIMEOUT + 1
+    assert (status.reachable, status.login_ok, status.problem) == (False, False, "unreachable")
+    assert status.summary().startswith("Polaris: not reachable: Polaris is not answering")
+    assert len(graphql_requests(sandbox, "deploymentVersion")) == 2
+
+
+@pytest.mark.parametrize(
+    ("arm", "problem", "words"),
+    [
+        (
+            lambda s: s.set_fault("graphql", "rate_limit", retry_after=60),
+            "busy",
+            "reachable, but busy",
+        ),
+        (lambda s: s.set_fault("graphql", "graphql_error"), "error", "the status check failed"),
+        (lambda s: s.set_fault("graphql", "unauthorized"), "login", "login fails"),
+    ],
+    ids=["busy", "graphql-error", "token-refused"],
+)
+def test_status_names_the_part_that_failed(
+    arm: Callable[[Sandbox], None], problem: str, words: str, sandbox: Sandbox, client: RscClient
+) -> None:
+    arm(sandbox)
+
+    status = client.status()
+
+    assert not status.login_ok and status.round_trip_ms is None
+    assert status.problem == problem
+    assert words in status.summary()
+    assert_plain(PolarisBotError(status.summary().replace("\n", " ")))
+
+
+def test_a_login_that_hangs_uses_the_calls_retry_budget(
+    sandbox: Sandbox, make_client: Callable[..., RscClient]
+) -> None:
+    client = make_client(connect_timeout=0.5, read_timeout=0.5, retry_budget=1.0)
+    sandbox.set_fault("client_token", "hang")
+
+    started = time.monotonic()
+    with pytest.raises(PolarisUnavailable) as caught:
+        client.user_exists(USERNAME)
+
+    # The budget, then one more login attempt and one call attempt at most.
+    assert time.monotonic() - started < 1.0 + 2 * (0.5 + 0.5) + 1
+    assert "login" in assert_plain(caught.value)
+    assert graphql_requests(sandbox, "userAlreadyExists") == []
 
 
 # ---- logging -------------------------------------------------------------------------

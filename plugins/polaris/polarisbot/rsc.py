@@ -4,10 +4,13 @@ One `RscClient` is shared by every thread of the bot. It logs in once, keeps the
 until shortly before it expires (or until RSC answers 401), and turns every failure into
 one of the exceptions in `polarisbot.errors`, whose ``str()`` is a plain sentence.
 
-Retries: reads are retried on 429, 500/502/503/504, timeouts and connection failures,
-with exponential backoff and full jitter, honouring Retry-After, within `retry_budget`
-seconds. Mutations are retried only when RSC cannot have acted on them (the connection
-was never made, or the gateway answered 429); any other failure after sending raises
+Every HTTP attempt has a connect and a read timeout. Reads are retried on 429,
+500/502/503/504, timeouts and connection failures, with exponential backoff and full
+jitter, honouring Retry-After. A retry starts only while the call's `retry_budget` (shared
+with any login the call needs) has room for its wait, so a call ends within the budget
+plus one login attempt and one call attempt: ``retry_budget + 2 * (connect + read)``.
+Mutations are retried only when RSC cannot have acted on them (the connection was never
+made, or the gateway answered 429); any other failure after sending raises
 `OutcomeUnknown`, because sending the mutation again could do it twice.
 """
 
@@ -64,6 +67,12 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 # Enough pooled connections for the invite workers plus chat threads asking for status.
 POOL_SIZE = 32
+
+# status() answers `!polaris status`, which must come back quickly even while RSC hangs:
+# it spends at most this long on RSC in all, waiting for another thread's login included.
+STATUS_TIMEOUT = 4.0
+# The shortest timeout an attempt gets when a deadline clips it.
+MIN_ATTEMPT_TIMEOUT = 0.1
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 REASON_LIMIT = 200
@@ -148,7 +157,12 @@ class Role:
 
 @dataclass(frozen=True)
 class Status:
-    """How the connection to RSC is doing, for ``!polaris status``."""
+    """How the connection to RSC is doing, for ``!polaris status``.
+
+    `login_ok` is True only when the whole check passed (then `round_trip_ms` and
+    `version` are set); `problem` says which part failed: "unreachable", "login",
+    "busy" or "error" (RSC answered the check with an error).
+    """
 
     reachable: bool
     login_ok: bool
@@ -156,6 +170,22 @@ class Status:
     version: str | None
     account: str
     error: str | None
+    problem: str | None = None
+
+    def summary(self) -> str:
+        """The status in plain sentences, one line per fact, for chat."""
+        if self.error is None:
+            return (
+                f"Polaris: reachable, login works, round trip {self.round_trip_ms or 0:.0f} ms.\n"
+                f"Account: {self.account}, version {self.version or 'unknown'}."
+            )
+        if self.problem == "login":
+            return f"Polaris: reachable, but login fails: {self.error}"
+        if self.problem == "busy":
+            return f"Polaris: reachable, but busy: {self.error}"
+        if self.problem == "error":
+            return f"Polaris: reachable, but the status check failed: {self.error}"
+        return f"Polaris: not reachable: {self.error}"
 
 
 @dataclass(frozen=True)
@@ -245,20 +275,31 @@ class RscClient:
         *,
         mutation: bool,
         retries: bool,
+        deadline: float | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
+        """Run one operation; no retry starts after `deadline` (monotonic seconds).
+
+        With `strict`, the deadline also shortens each attempt's timeouts and the wait
+        for another thread's login, so the whole call ends close to the deadline.
+        """
         operation = _operation_field(query)
         # A mutation sent as a read would be retried, and could then happen twice.
         mutation = mutation or bool(_MUTATION.match(query))
         body = {"query": query, "variables": variables or {}}
-        started = time.monotonic()
+        if deadline is None:
+            deadline = time.monotonic() + self.retry_budget
         attempt = 0
         relogged = False
 
         while True:
             attempt += 1
-            token = self._valid_token()
+            token = self._valid_token(retries=retries, deadline=deadline, strict=strict)
+            timeout = self._timeout(deadline, strict)
             try:
-                return self._post_graphql(operation, body, token, mutation=mutation)
+                return self._post_graphql(
+                    operation, body, token, mutation=mutation, timeout=timeout
+                )
             except _Unauthorised:
                 if relogged:
                     raise LoginFailed(
@@ -267,7 +308,7 @@ class RscClient:
                     ) from None
                 log.debug("rsc %s: token refused, logging in again", operation)
                 relogged = True
-                self._valid_token(failed=token)
+                self._valid_token(failed=token, retries=retries, deadline=deadline, strict=strict)
                 attempt -= 1  # a new login is not a retry of the call
                 continue
             except _Retry as retry:
@@ -276,7 +317,7 @@ class RscClient:
                     raise OutcomeUnknown(
                         "Polaris did not confirm the change; it may or may not have happened."
                     ) from None
-                wait = self._next_wait(retry, attempt, started, retries)
+                wait = self._next_wait(retry, attempt, deadline, retries)
                 if wait is None:
                     log.info(
                         "rsc %s: giving up after %d attempt(s) (%s)", operation, attempt, retry.why
@@ -286,10 +327,17 @@ class RscClient:
                 time.sleep(wait)
 
     def _post_graphql(
-        self, operation: str, body: dict[str, Any], token: _Token, *, mutation: bool
+        self,
+        operation: str,
+        body: dict[str, Any],
+        token: _Token,
+        *,
+        mutation: bool,
+        timeout: tuple[float, float],
     ) -> dict[str, Any]:
         started = time.monotonic()
-        response = self._send(operation, self.credentials.graphql_url, body, token.value)
+        url = self.credentials.graphql_url
+        response = self._send(operation, url, body, token.value, timeout)
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("rsc %s: HTTP %d in %.0f ms", operation, response.status_code, elapsed_ms)
 
@@ -352,12 +400,17 @@ class RscClient:
         return data
 
     def _send(
-        self, operation: str, url: str, body: dict[str, Any], token: str | None
+        self,
+        operation: str,
+        url: str,
+        body: dict[str, Any],
+        token: str | None,
+        timeout: tuple[float, float],
     ) -> requests.Response:
         """POST once; turn transport failures into _Retry saying whether RSC may have acted."""
         auth = _BearerAuth(token)
         try:
-            return self._session.post(url, json=body, auth=auth, timeout=self.timeout)
+            return self._session.post(url, json=body, auth=auth, timeout=timeout)
         except requests.exceptions.ConnectTimeout:
             raise _Retry("connect timeout", sent=False) from None
         except requests.exceptions.ReadTimeout:
@@ -372,7 +425,7 @@ class RscClient:
             raise _Retry(type(error).__name__) from None
 
     def _next_wait(
-        self, retry: _Retry, attempt: int, started: float, retries: bool
+        self, retry: _Retry, attempt: int, deadline: float, retries: bool
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
         if not retries or attempt >= self.max_attempts:
@@ -381,24 +434,50 @@ class RscClient:
             wait = retry.retry_after
         else:
             wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
-        if time.monotonic() - started + wait > self.retry_budget:
+        if time.monotonic() + wait > deadline:
             return None
         return wait
 
+    def _timeout(self, deadline: float, strict: bool) -> tuple[float, float]:
+        """Connect and read timeouts for one attempt; `strict` fits them before `deadline`."""
+        if not strict:
+            return self.timeout
+        left = max(MIN_ATTEMPT_TIMEOUT, deadline - time.monotonic())
+        # A quarter of what is left is plenty to connect; the rest is for the answer.
+        connect = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[0], left / 4))
+        read = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[1], left - connect))
+        return connect, read
+
     # ---- login and token cache ------------------------------------------------------------
 
-    def _valid_token(self, failed: _Token | None = None, *, retries: bool = True) -> _Token:
+    def _valid_token(
+        self,
+        failed: _Token | None = None,
+        *,
+        retries: bool = True,
+        deadline: float | None = None,
+        strict: bool = False,
+    ) -> _Token:
         """Return a usable token, logging in at most once however many threads ask.
 
         `failed` is a token RSC just refused: it is replaced unless another thread has
-        already replaced it.
+        already replaced it. No login retry starts after `deadline`; with `strict`, the
+        wait for another thread's login ends at the deadline too.
         """
         token = self._token
         if token is not None and token is not failed and token.fresh():
             return token
+        if deadline is None:
+            deadline = time.monotonic() + self.retry_budget
 
         generation = self._login_generation
-        with self._lock:
+        patience = max(0.0, deadline - time.monotonic()) if strict else -1
+        if not self._lock.acquire(timeout=patience):
+            log.info("rsc login: still waiting for another thread's login; not waiting longer")
+            raise PolarisUnavailable(
+                "Polaris is slow to answer the bot's login; try again in a few minutes."
+            )
+        try:
             token = self._token
             if token is not None and token is not failed and token.fresh():
                 return token
@@ -406,19 +485,24 @@ class RscClient:
                 raise copy.copy(self._login_error)
 
             try:
-                token = self._login(retries)
+                token = self._login(retries, deadline, strict)
             except PolarisBotError as error:
                 self._token = None
-                self._login_error = error
-                self._login_generation += 1
+                # A quick check's short timeouts say little about the login the other
+                # threads are waiting for: they try for themselves rather than share it.
+                if not strict:
+                    self._login_error = error
+                    self._login_generation += 1
                 raise
             self._token = token
             self._login_error = None
             self._login_generation += 1
             self.logins += 1
             return token
+        finally:
+            self._lock.release()
 
-    def _login(self, retries: bool) -> _Token:
+    def _login(self, retries: bool, deadline: float, strict: bool) -> _Token:
         creds = self.credentials
         if creds.kind == "password":
             body: dict[str, Any] = {"username": creds.principal, "password": creds.secret}
@@ -429,24 +513,23 @@ class RscClient:
                 "client_secret": creds.secret,
             }
 
-        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._login_once(body)
+                return self._login_once(body, self._timeout(deadline, strict))
             except _Retry as retry:
-                wait = self._next_wait(retry, attempt, started, retries)
+                wait = self._next_wait(retry, attempt, deadline, retries)
                 if wait is None:
                     log.warning("rsc login as %s: giving up (%s)", creds.label, retry.why)
                     raise _give_up(retry, login=True) from None
                 log.debug("rsc login: %s; retrying in %.2f s", retry.why, wait)
                 time.sleep(wait)
 
-    def _login_once(self, body: dict[str, Any]) -> _Token:
+    def _login_once(self, body: dict[str, Any], timeout: tuple[float, float]) -> _Token:
         creds = self.credentials
         sent_at = time.monotonic()
-        response = self._send("login", creds.login_url, body, None)
+        response = self._send("login", creds.login_url, body, None, timeout)
         log.debug(
             "rsc login (%s) as %s: HTTP %d in %.0f ms",
             creds.kind,
@@ -579,32 +662,32 @@ class RscClient:
         return ids
 
     def status(self) -> Status:
-        """Check login and a cheap query once, without retries; never raises."""
+        """Check login and a cheap query once, within STATUS_TIMEOUT seconds; never raises."""
         fallback = self._account_name or self.credentials.account_label
-        try:
-            self._valid_token(retries=False)
-        except LoginFailed as error:
-            return Status(True, False, None, None, fallback, str(error))
-        except PolarisBusy as error:
-            return Status(True, False, None, None, fallback, str(error))
-        except PolarisBotError as error:
-            return Status(False, False, None, None, fallback, str(error))
-        except Exception:  # status must answer whatever happens
-            log.exception("rsc status: login check failed unexpectedly")
-            return Status(False, False, None, None, fallback, "The status check failed.")
 
+        def failed(problem: str, error: str) -> Status:
+            reachable = problem != "unreachable"
+            return Status(reachable, False, None, None, fallback, error, problem)
+
+        deadline = time.monotonic() + STATUS_TIMEOUT
         started = time.monotonic()
         try:
-            data = self._execute(STATUS, None, mutation=False, retries=False)
+            self._valid_token(retries=False, deadline=deadline, strict=True)
+            started = time.monotonic()
+            data = self._execute(
+                STATUS, None, mutation=False, retries=False, deadline=deadline, strict=True
+            )
         except LoginFailed as error:
-            return Status(True, False, None, None, fallback, str(error))
-        except PolarisUnavailable as error:
-            return Status(isinstance(error, PolarisBusy), True, None, None, fallback, str(error))
+            return failed("login", str(error))
+        except PolarisBusy as error:
+            return failed("busy", str(error))
+        except (PolarisUnavailable, ConfigurationError) as error:
+            return failed("unreachable", str(error))
         except PolarisBotError as error:
-            return Status(True, True, None, None, fallback, str(error))
-        except Exception:
-            log.exception("rsc status: query failed unexpectedly")
-            return Status(True, True, None, None, fallback, "The status check failed.")
+            return failed("error", str(error))
+        except Exception:  # status must answer whatever happens
+            log.exception("rsc status: the check failed unexpectedly")
+            return failed("error", "the bot hit an unexpected problem; its log has the details.")
         round_trip_ms = (time.monotonic() - started) * 1000
 
         context = data.get("currentUserLoginContext") or {}
@@ -705,8 +788,10 @@ def _never_connected(error: BaseException) -> bool:
         # urllib3's NewConnectionError (refused, unresolved) is a ConnectTimeoutError too.
         if isinstance(current, ConnectTimeoutError):
             return True
-        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        # urllib3 keeps the cause in .reason, or in args; either may also be plain text.
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked.extend(current.args)
+        pending.extend(item for item in linked if isinstance(item, BaseException))
     return False
 
 
