@@ -170,3 +170,7 @@ def test_echoed_text_never_exceeds_the_cap(typed: str, limit: int) -> None:
     echoed = neutralize(typed, limit=limit)
     visible = echoed.replace(ZERO_WIDTH_SPACE, "").replace("&amp;", "&")
     assert len(visible) <= limit
+
+
+def test_echoed_text_starting_with_a_hash_is_not_a_markdown_heading() -> None:
+    assert neutralize("#general").startswith("\u200b#")

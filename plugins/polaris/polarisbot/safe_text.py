@@ -59,6 +59,9 @@ def neutralize(text: str, limit: int = MAX_ECHO_CHARS) -> str:
         out.append(_REPLACEMENTS.get(ch, ch))
         if _needs_break(ch, cleaned[i - 1 : i], cleaned[i + 1 : i + 2]):
             out.append(ZERO_WIDTH_SPACE)
+    # Echoed text often starts a reply line, where Markdown reads "#word" as a heading.
+    if cleaned.lstrip().startswith("#"):
+        out.insert(0, ZERO_WIDTH_SPACE)
     return "".join(out)
 
 
