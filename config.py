@@ -44,8 +44,9 @@ else:
     BACKEND = "Text"
     BOT_IDENTITY = {}
     BOT_PREFIX = os.environ.get("BOT_PREFIX", "!")
-    # The console speaks as BOT_ADMINS[0]; Text identities start with "@".
-    BOT_ADMINS = _ids("BOT_ADMINS") or ("@you",)
+    # The console speaks as BOT_ADMINS[0]; Text identities start with "@", so ids
+    # written for Slack (U0123ABC) get one rather than stopping the console.
+    BOT_ADMINS = tuple(a if a.startswith("@") else f"@{a}" for a in _ids("BOT_ADMINS")) or ("@you",)
     TEXT_DEMO_MODE = os.environ.get("TEXT_DEMO_MODE", "1") != "0"
 
 BOT_DATA_DIR = os.environ.get("BOT_DATA_DIR", str(HERE / "data"))

@@ -47,6 +47,11 @@ class Chat:
             extra_plugin_dir=PLUGINS, loglevel=logging.INFO, extra_config=dict(extra_config)
         )
         self.testbot.start(timeout=10)
+        # The plugin logs in and looks up role ids in the background at start-up; tests
+        # begin once that is over, so faults they arm meet their own commands only.
+        plugin = self.plugin
+        if plugin is not None and hasattr(plugin, "ready"):
+            plugin.ready.wait(30)
 
     @property
     def bot(self) -> Any:

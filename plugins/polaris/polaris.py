@@ -99,6 +99,10 @@ class Polaris(SlashCommand, BotPlugin):
             )
         self.seen = SeenMessages()
         self.started = datetime.now(UTC)
+        # Set once the bot has logged in to RSC and looked up the role ids (or failed to):
+        # doing it now spares the first invites two round trips.
+        self.ready = threading.Event()
+        threading.Thread(target=self._warm_up, name="polaris-warm-up", daemon=True).start()
 
         # One lock for every read-modify-write of the plugin's storage: Errbot runs
         # commands on several threads, and neither its storage nor a shelf locks.
@@ -113,6 +117,17 @@ class Polaris(SlashCommand, BotPlugin):
             self.log.warning("setting problem: %s", problem.sentence)
         self._warn_about_slack_acl_entries()
         self._start_webserver()
+
+    def _warm_up(self) -> None:
+        try:
+            if self.queue is not None and not self.settings.problems_for(RSC, INVITE):
+                self.queue.role_ids()
+        except PolarisBotError as error:
+            self.log.warning("could not prepare invites at start-up: %s", error)
+        except Exception:
+            self.log.exception("could not prepare invites at start-up")
+        finally:
+            self.ready.set()
 
     def deactivate(self) -> None:
         if self.queue is not None:

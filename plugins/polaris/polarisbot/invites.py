@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -74,9 +75,19 @@ class InviteQueue:
         future.add_done_callback(lambda _: self._forget(email, future))
         return future
 
-    def close(self) -> None:
-        """Stop taking work; invites already queued still run to the end."""
+    def close(self, wait: float = 10.0) -> bool:
+        """Stop taking work and give running invites up to ``wait`` seconds to finish.
+
+        Returns False when some were still running; they go on in the background, but
+        whatever they would record after the plugin's storage closes is lost.
+        """
+        with self._lock:
+            running = list(self._in_flight.values())
         self._pool.shutdown(wait=False, cancel_futures=False)
+        _, unfinished = futures_wait(running, timeout=wait)
+        if unfinished:
+            log.warning("%d invites were still running when the bot stopped", len(unfinished))
+        return not unfinished
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -1,11 +1,19 @@
-"""The /polaris slash command: Slack's signed HTTP request, answered within three seconds.
+"""The /polaris slash command, delivered over Socket Mode or as a signed HTTP request.
 
-Slack posts a signed form to ``/slack/polaris`` and wants an HTTP 200 within three
-seconds; the real answer goes later to the request's ``response_url``. The web
-server thread therefore only checks the request and acknowledges it. Everything
-slow (Slack's ``users.info``, Polaris) runs on this module's own worker threads,
-and every outcome, refusals and errors included, is posted to ``response_url`` as
-an ephemeral message.
+Slack hands a slash command to the bot in one of two ways:
+
+- An app in Socket Mode (the usual set-up: one app for chat and /polaris) sends it
+  as a ``slash_commands`` envelope over the socket the SlackV3 backend holds. The
+  backend acknowledges every envelope at once, with an empty body; the listener
+  here picks out the /polaris ones and posts the acknowledgement to
+  ``response_url`` itself.
+- An app in HTTP mode posts a signed form to ``/slack/polaris`` and wants an HTTP
+  200 within three seconds; the acknowledgement is that response's body.
+
+Either transport only checks the request and passes it to
+``SlashCommand.slash_arrived``. Everything slow (Slack's ``users.info``, Polaris)
+runs on this module's own worker threads, and every outcome, refusals and errors
+included, is posted to ``response_url`` as an ephemeral message.
 
 The pure parts (signature checks, form parsing, the replay cache, access rules,
 posting to ``response_url``, looking up an email) are plain functions and classes
@@ -25,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +41,7 @@ from errbot import webhook
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.webhook import WebhookClient
 
 from polarisbot.access import SLACK_MEMBER_ID, rule_for
@@ -46,6 +56,9 @@ sdk_log = logging.getLogger(__name__ + ".sdk")
 sdk_log.setLevel(logging.WARNING)
 
 PATH = "/slack/polaris"
+COMMAND = "/polaris"
+#: The ``type`` of a Socket Mode envelope that carries a slash command.
+SLASH_ENVELOPE = "slash_commands"
 MAX_BODY = 64 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Slack refuses timestamps more than five minutes from now, in either direction.
@@ -129,25 +142,37 @@ class SlashForm:
     response_url: str
 
 
+def form_fields(fields: Mapping[str, Any]) -> SlashForm | str:
+    """The fields the bot uses from a slash command's form, or why they are unusable.
+
+    The same fields arrive as a form body over HTTP and as the ``payload`` of a
+    Socket Mode envelope; a field that is not a string counts as missing.
+    """
+
+    def field(name: str) -> str:
+        value = fields.get(name)
+        return value if isinstance(value, str) else ""
+
+    user_id = field("user_id")
+    if not SLACK_MEMBER_ID.fullmatch(user_id):
+        return "user_id is missing or not a Slack member id"
+    response_url = field("response_url")
+    parts = urlsplit(response_url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        return "response_url is missing or not an HTTP(S) URL"
+    channel_id = field("channel_id")
+    if not CHANNEL_ID.fullmatch(channel_id):
+        channel_id = "unknown"
+    return SlashForm(user_id, channel_id, field("text"), response_url)
+
+
 def parse_form(body: bytes) -> SlashForm | str:
     """The slash-command fields in a verified form body, or why they are unusable."""
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
         return "the body is not form data"
-    first = {key: values[0] for key, values in fields.items() if values}
-
-    user_id = first.get("user_id", "")
-    if not SLACK_MEMBER_ID.fullmatch(user_id):
-        return "user_id is missing or not a Slack member id"
-    response_url = first.get("response_url", "")
-    parts = urlsplit(response_url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        return "response_url is missing or not an HTTP(S) URL"
-    channel_id = first.get("channel_id", "")
-    if not CHANNEL_ID.fullmatch(channel_id):
-        channel_id = "unknown"
-    return SlashForm(user_id, channel_id, first.get("text", ""), response_url)
+    return form_fields({key: values[0] for key, values in fields.items() if values})
 
 
 def check_request(
@@ -193,19 +218,34 @@ def check_request(
 class ReplayCache:
     """Remembers recent requests so a replay or a Slack retry does no new work.
 
-    A request is known by its signature and, separately, by a digest of its body:
-    the body carries Slack's one-time ``trigger_id``, so a retry that Slack signs
-    again with a new timestamp is still recognised.
+    A request is known by several keys at once, and is a repeat when any of them was
+    seen before. Over HTTP the keys are its signature and a digest of its body (the
+    body carries Slack's one-time ``trigger_id``, so a retry that Slack signs again
+    with a new timestamp is still recognised); over Socket Mode they are the
+    envelope id and the ``trigger_id``.
     """
 
     def __init__(self, memory: float = REPLAY_MEMORY, size: int = 10_000) -> None:
         self._seen = SeenMessages(ttl=memory, size=size)
 
-    def first_time(self, signature: str, body: bytes) -> bool:
-        """True the first time this request is offered; both keys are recorded."""
-        by_signature = self._seen.first_time("sig:" + signature)
-        by_body = self._seen.first_time("body:" + hashlib.sha256(body).hexdigest())
-        return by_signature and by_body
+    def first_time(self, *keys: str) -> bool:
+        """True the first time a request is offered under any of ``keys``; all are recorded."""
+        # Every key is offered, even after a known one, so that each is remembered.
+        fresh = [self._seen.first_time(key) for key in keys]
+        return all(fresh)
+
+
+def http_keys(signature: str, body: bytes) -> tuple[str, ...]:
+    """The replay keys of a signed HTTP request."""
+    return "sig:" + signature, "body:" + hashlib.sha256(body).hexdigest()
+
+
+def socket_keys(envelope_id: str, payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """The replay keys of a Socket Mode envelope: its id, and the command's trigger_id."""
+    trigger = payload.get("trigger_id")
+    if isinstance(trigger, str) and trigger:
+        return "envelope:" + envelope_id, "trigger:" + trigger
+    return ("envelope:" + envelope_id,)
 
 
 # --- deciding what was asked, and who may ask it ------------------------------------
@@ -358,13 +398,22 @@ def _reply(status: int, text: str | None = None) -> tuple[str, int, dict[str, st
 # --- the plugin mixin ---------------------------------------------------------------
 
 
+class Arrival(Enum):
+    """What became of a verified request handed to ``SlashCommand.slash_arrived``."""
+
+    STARTED = "started"
+    REPEATED = "repeated"
+    CLOSED = "closed"
+
+
 class SlashCommand:
-    """Mixin for the Polaris plugin: serves /polaris at ``/slack/polaris``.
+    """Mixin for the Polaris plugin: answers /polaris over Socket Mode and at ``/slack/polaris``.
 
     Not a BotPlugin itself, so Errbot never loads it as a plugin of its own. The
-    route is always registered (Errbot routes every ``@webhook`` of an activated
-    plugin), and answers 404 while ``SLACK_SIGNING_SECRET`` is unset: without a
-    secret no request could be verified.
+    HTTP route is always registered (Errbot routes every ``@webhook`` of an
+    activated plugin), and answers 404 while ``SLACK_SIGNING_SECRET`` is unset:
+    without a secret no request could be verified. The Socket Mode listener is
+    registered only when the bot runs on the SlackV3 backend with an app token.
     """
 
     # Provided by the Polaris plugin and BotPlugin.
@@ -380,14 +429,77 @@ class SlashCommand:
     def activate(self) -> None:
         self._slash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="polaris-slash")
         self._slash_replays = ReplayCache()
+        self._slash_socket: Any = None
         self._slash_open = True
         super().activate()  # type: ignore[misc]
 
+    def callback_connect(self) -> None:
+        super().callback_connect()  # type: ignore[misc]
+        # Listening starts here, not in activate(): Errbot calls this once the whole of
+        # Polaris.activate() (settings, invite queue) has run, at start-up and after a
+        # later re-activation alike, just after it routes the plugin's webhooks.
+        client = self._socket_client()
+        if client is None:
+            return
+        listeners = client.socket_mode_request_listeners
+        # Errbot calls this twice at start-up (plugin activation, then "connected").
+        if self.on_socket_request not in listeners:
+            listeners.append(self.on_socket_request)
+            self.log.info("/polaris is answered over Socket Mode")
+        self._slash_socket = client
+
     def deactivate(self) -> None:
+        client, self._slash_socket = self._slash_socket, None
+        if client is not None:
+            listeners = client.socket_mode_request_listeners
+            if self.on_socket_request in listeners:
+                pass
         self._slash_open = False
         # Answers already queued still go out; nothing new is accepted.
         self._slash_pool.shutdown(wait=False)
         super().deactivate()  # type: ignore[misc]
+
+    def _socket_client(self) -> Any:
+        """The SlackV3 backend's Socket Mode client, or None on any other transport.
+
+        The backend creates it before connecting and calls connect_callback (which
+        activates plugins) only once the socket says hello, so it exists by now.
+        """
+        if self._bot.mode != "slackv3":
+            return None
+        client = getattr(self._bot, "slack_socket_mode", None)
+        listeners = getattr(client, "socket_mode_request_listeners", None)
+        return client if isinstance(listeners, list) else None
+
+    # --- the two transports --------------------------------------------------------
+
+    def on_socket_request(self, client: Any, req: SocketModeRequest) -> None:
+        """Take on a /polaris command that Slack delivered over the Socket Mode connection.
+
+        Runs on the socket client's thread after the backend's own listener, which
+        has already acknowledged the envelope with an empty body and then ignored
+        it. Anything but a /polaris slash command is left alone.
+        """
+        if req.type != SLASH_ENVELOPE or not isinstance(req.payload, dict):
+            return
+        if req.payload.get("command") != COMMAND:
+            return
+        # No signature to check: Slack signs only HTTP requests, and this socket was
+        # opened with the app-level token (apps.connections.open), so only Slack can
+        # send on it.
+        form = form_fields(req.payload)
+        if isinstance(form, str):
+            self.log.info("ignored a /polaris envelope: %s", form)
+            return
+        self.log.debug("/polaris from %s over Socket Mode", form.user_id)
+        arrival = self.slash_arrived(
+            form,
+            socket_keys(req.envelope_id, req.payload),
+            retry=bool(req.retry_attempt),
+            post_ack=True,
+        )
+        if arrival is Arrival.CLOSED:
+            self.log.info("dropped a /polaris envelope from %s: stopping", form.user_id)
 
     @webhook(PATH, methods=("POST",), raw=True)
     def slack_polaris(self, request: Any) -> tuple[str, int, dict[str, str]]:
@@ -404,26 +516,46 @@ class SlashCommand:
             return _reply(checked.status)
         body, form = checked
 
-        if not self._slash_open:
+        arrival = self.slash_arrived(
+            form,
+            http_keys(request.headers["X-Slack-Signature"], body),
+            retry=bool(request.headers.get("X-Slack-Retry-Num")),
+            post_ack=False,
+        )
+        if arrival is Arrival.REPEATED:
+            return _reply(200, ALREADY_WORKING)
+        if arrival is Arrival.CLOSED:
             return _reply(503)
-        retry = request.headers.get("X-Slack-Retry-Num")
-        if not self._slash_replays.first_time(request.headers["X-Slack-Signature"], body):
+        return _reply(200, ACK)
+
+    def slash_arrived(
+        self, form: SlashForm, keys: tuple[str, ...], *, retry: bool, post_ack: bool
+    ) -> Arrival:
+        """Take on a verified /polaris request, whichever way Slack delivered it.
+
+        ``keys`` identify the request for replay protection: a request seen before
+        under any of them does no new work. With ``post_ack`` the acknowledgement is
+        posted to ``response_url`` before the answer, for a transport whose own
+        acknowledgement cannot carry text.
+        """
+        if not self._slash_open:
+            return Arrival.CLOSED
+        if not self._slash_replays.first_time(*keys):
             self.log.info(
                 "ignored a repeated /polaris request from %s%s",
                 form.user_id,
                 " (Slack retry)" if retry else "",
             )
-            return _reply(200, ALREADY_WORKING)
-
+            return Arrival.REPEATED
         try:
-            self._slash_pool.submit(self._slash_answer, form)
+            self._slash_pool.submit(self._slash_answer, form, post_ack)
         except RuntimeError:  # deactivated between the check above and now
-            return _reply(503)
-        return _reply(200, ACK)
+            return Arrival.CLOSED
+        return Arrival.STARTED
 
     # --- on the worker threads -----------------------------------------------------
 
-    def _slash_answer(self, form: SlashForm) -> None:
+    def _slash_answer(self, form: SlashForm, post_ack: bool = False) -> None:
         """Work out the answer to one request and post it, with any later outcome."""
         # Later outcomes wait for the first answer, so they arrive in order. Reentrant:
         # while the plugin stops, respond() posts inline, possibly from this thread.
@@ -443,6 +575,8 @@ class SlashCommand:
 
         with order:
             started = time.monotonic()
+            if post_ack:
+                post_response(form.response_url, ACK)
             try:
                 text = self._slash_text(form, respond)
             except Exception:
