@@ -453,7 +453,7 @@ class SlashCommand:
         if client is not None:
             listeners = client.socket_mode_request_listeners
             if self.on_socket_request in listeners:
-                pass
+                listeners.remove(self.on_socket_request)
         self._slash_open = False
         # Answers already queued still go out; nothing new is accepted.
         self._slash_pool.shutdown(wait=False)
@@ -535,8 +535,8 @@ class SlashCommand:
 
         ``keys`` identify the request for replay protection: a request seen before
         under any of them does no new work. With ``post_ack`` the acknowledgement is
-        posted to ``response_url`` before the answer, for a transport whose own
-        acknowledgement cannot carry text.
+        posted to ``response_url`` before the answer: over Socket Mode the backend
+        has already acknowledged the envelope, with no text for the person.
         """
         if not self._slash_open:
             return Arrival.CLOSED
