@@ -100,12 +100,20 @@ def test_list_pages_through_every_user_and_cuts_long_results(sandbox, start_bot)
     chat.as_user(INVITER)
     total = len(sandbox.users)
 
-    reply = chat.ask("!polaris list")
+    chat.send("!polaris list")
 
-    lines = reply.splitlines()
+    attached = chat.bot.pop_message(timeout=10)  # the test backend delivers files as bytes
+    lines = chat.reply().splitlines()
     assert lines[0] == f"{total} Polaris users:"
     assert len(lines) == 1 + 5 + 1
-    assert lines[-1] == f"… and {total - 5} more not shown; narrow it with !polaris list <text>."
+    assert lines[-1] == (
+        f"… and {total - 5} more not shown here; "
+        "the full list is in the file polaris-users.txt I'm sending you."
+    )
+    listed = attached.decode().splitlines()
+    assert len(listed) == total
+    assert listed[:5] == lines[1:6]
+    assert any(line.startswith("zz.last@example.com  ") for line in listed)
     pages = sandbox.calls("usersInCurrentAndDescendantOrganization")
     assert len(pages) >= 1
     assert all(page.get("first", 0) <= 1000 for page in pages)
@@ -118,8 +126,11 @@ def test_list_pages_with_cursors_past_one_page(start_bot):
         chat = start_bot(polaris_env(big))
         chat.as_user(INVITER)
 
-        reply = chat.ask("!polaris list", timeout=30)
+        chat.send("!polaris list")
+        attached = chat.bot.pop_message(timeout=30)
+        reply = chat.reply()
 
+        assert len(attached.decode().splitlines()) == len(big.users)
         assert reply.splitlines()[0] == f"{len(big.users)} Polaris users:"
         pages = big.calls("usersInCurrentAndDescendantOrganization")
         assert len(pages) == 3

@@ -128,6 +128,7 @@ def bot_env(sandbox: Sandbox, **overrides: str) -> dict[str, str]:
         POLARIS_INVITERS=f"{INVITER},{SECOND_INVITER}",
         POLARIS_APPROVAL="auto",
         POLARIS_MAX_INVITES_PER_HOUR="100000",
+        POLARIS_LIST_LIMIT="1000",  # the whole list in one reply, never a file
         **overrides,
     )
 

@@ -8,6 +8,7 @@ acknowledgement is sent.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -44,6 +45,10 @@ USAGE = """\
 !polaris status                         is Polaris reachable, and what the bot has done
 !polaris list [text]                    who has access (inviters, in a direct message)
 !polaris roles                          the roles in the Polaris account (inviters)"""
+
+# Backends that take files: long user lists go there as a file as well.
+FILE_BACKENDS = ("slackv3", "slack", "test")
+LIST_FILE = "polaris-users.txt"
 
 NO_PROFILE_EMAIL = (
     "I can't see an email address in your chat profile, so I can't request an account for "
@@ -436,13 +441,14 @@ class Polaris(SlashCommand, BotPlugin):
         assert self.client is not None
         text = arguments(msg, args, "list").strip()
         limit = self.settings.list_limit
-        shown: list[str] = []
+        as_file = self._bot.mode in FILE_BACKENDS
+        lines: list[str] = []
         total = 0
         try:
             for user in self.client.iter_users(text or None):
                 total += 1
-                if len(shown) < limit:
-                    shown.append(render.user_line(user))
+                if len(lines) < limit or as_file:
+                    lines.append(render.user_line(user))
         except Exception as error:
             return self._failure("list users", error)
         if total == 0:
@@ -450,10 +456,18 @@ class Polaris(SlashCommand, BotPlugin):
         header = f"{render.plural(total, 'Polaris user')}" + (
             f" matching '{neutralize(text)}':" if text else ":"
         )
-        body = "\n".join(shown)
-        if total > limit:
-            body += f"\n… and {total - limit} more not shown; narrow it with !polaris list <text>."
-        return f"{header}\n{body}"
+        body = "\n".join(lines[:limit])
+        if total <= limit:
+            return f"{header}\n{body}"
+        if as_file:
+            data = "\n".join(lines).encode() + b"\n"
+            self.send_stream_request(
+                msg.frm, io.BytesIO(data), name=LIST_FILE, size=len(data), stream_type="text/plain"
+            )
+            more = f"the full list is in the file {LIST_FILE} I'm sending you."
+        else:
+            more = "narrow it with !polaris list <text>."
+        return f"{header}\n{body}\n… and {total - limit} more not shown here; {more}"
 
     @botcmd
     def polaris_roles(self, msg: Any, args: str) -> str:
