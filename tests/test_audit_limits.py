@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dbm.dumb
 import logging
 import shelve
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from conftest import INVITER, MEMBER, polaris_env
 
 from polarisbot.audit import AuditTrail
 from polarisbot.limits import WINDOW, HourlyLimit
+from polarisbot.storage import Storage
 
 # --- the limit, in the bot ----------------------------------------------------------
 
@@ -196,26 +201,50 @@ def test_audit_is_for_direct_messages_and_inviters(chat):
 # --- the libraries, on a real shelf (it returns copies, as Errbot's Shelf storage does) ---
 
 
+@contextmanager
+def dumb_shelf(path: Path) -> Iterator[Storage]:
+    """Storage on a dbm.dumb shelf (Python's fallback dbm, the one that never reuses space).
+
+    Closed as the plugin closes it: waiting writes first, then the shelf.
+    """
+    with shelve.Shelf(dbm.dumb.open(str(path), "c"), protocol=2) as shelf:
+        storage = Storage(shelf, threading.RLock())
+        try:
+            yield storage
+        finally:
+            storage.close()
+
+
+def size_of(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.iterdir())
+
+
 def test_library_audit_keeps_the_newest_entries_and_survives_reopening(tmp_path):
-    path = str(tmp_path / "store")
-    with shelve.open(path) as store:
-        trail = AuditTrail(store, threading.RLock(), keep=10, block=3)
+    with dumb_shelf(tmp_path / "store") as storage:
+        trail = AuditTrail(storage, keep=10)
         for n in range(50):
             trail.record("invite", who="U1", email=f"p{n}@example.com", outcome="INVITED")
+        assert len(trail) == 10
 
-    with shelve.open(path) as store:
-        trail = AuditTrail(store, threading.RLock(), keep=10, block=3)
+    with dumb_shelf(tmp_path / "store") as storage:
+        trail = AuditTrail(storage, keep=10)
         newest = trail.newest(100)
-        assert 10 <= len(trail) < 10 + 3
-        assert [e.email for e in newest[:2]] == ["p49@example.com", "p48@example.com"]
-        assert [e.email for e in trail.newest(5, "P3@example.com")] == []
+        assert len(trail) == 10
+        assert [e.email for e in newest] == [f"p{n}@example.com" for n in range(49, 39, -1)]
+        assert [e.email for e in trail.newest(5, "P39@example.com")] == []
         assert [e.email for e in trail.newest(5, "P45@example.com")] == ["p45@example.com"]
-        assert len([k for k in store if k.startswith("audit.")]) <= 6
+        assert sorted(storage.read("audit:")) == sorted(f"audit:{n}" for n in range(10))
+
+        # Recording goes on after the newest entry it read back.
+        trail.record("deny", who="U2", email="next@example.com", outcome="DENIED")
+    with dumb_shelf(tmp_path / "store") as storage:
+        shown = [e.email for e in AuditTrail(storage, keep=10).newest(2)]
+        assert shown == ["next@example.com", "p49@example.com"]
 
 
 def test_library_audit_entries_written_from_many_threads_are_all_kept(tmp_path):
-    with shelve.open(str(tmp_path / "store")) as store:
-        trail = AuditTrail(store, threading.RLock(), block=7)
+    with dumb_shelf(tmp_path / "store") as storage:
+        trail = AuditTrail(storage)
 
         def write(n: int) -> None:
             for k in range(20):
@@ -230,10 +259,56 @@ def test_library_audit_entries_written_from_many_threads_are_all_kept(tmp_path):
         assert len(trail) == 160
         assert len({e.email for e in trail.newest(100)}) == 100
 
+    with dumb_shelf(tmp_path / "store") as storage:
+        reread = AuditTrail(storage)
+        assert len(reread) == 160
+        assert len(storage.read("audit:")) == 160
+
+
+def test_library_audit_storage_stays_small_after_thousands_of_entries(tmp_path):
+    # The first design rewrote a growing block of entries on every record; on dbm.dumb
+    # each rewrite that outgrew its slot was appended anew: 145 MB after 5,000 entries.
+    def record(trail: AuditTrail, count: int) -> None:
+        for n in range(count):
+            trail.record(
+                "invite",
+                who=f"U0INV{n % 100:04d}",
+                email=f"person-{n:05d}@example.com",
+                outcome="INVITED",
+                roles="ReadOnlyAdmin",
+                where="C0OPS",
+                duration_ms=412,
+            )
+
+    with dumb_shelf(tmp_path / "store") as storage:
+        record(AuditTrail(storage, keep=1000), 3000)
+    after_3000 = size_of(tmp_path)
+    with dumb_shelf(tmp_path / "store") as storage:
+        record(AuditTrail(storage, keep=1000), 3000)
+    after_6000 = size_of(tmp_path)
+
+    # 1,000 entries of one 512-byte dbm.dumb block each, plus the key index.
+    assert after_3000 < 700_000
+    assert after_6000 <= after_3000 * 1.02
+
+
+def test_library_an_unreadable_audit_entry_is_skipped(tmp_path):
+    with dumb_shelf(tmp_path / "store") as storage:
+        trail = AuditTrail(storage)
+        for n in range(3):
+            trail.record("invite", who="U1", email=f"p{n}@example.com", outcome="INVITED")
+        assert storage.flush()
+        with storage.lock:
+            storage.store["audit:1"] = "not an entry"
+
+        reread = AuditTrail(storage)
+
+        assert [e.email for e in reread.newest()] == ["p2@example.com", "p0@example.com"]
+
 
 def test_library_limit_reservations_from_many_threads_never_exceed_it(tmp_path):
-    with shelve.open(str(tmp_path / "store")) as store:
-        limit = HourlyLimit(store, threading.RLock(), 5)
+    with dumb_shelf(tmp_path / "store") as storage:
+        limit = HourlyLimit(storage, 5)
         start = threading.Barrier(10)
         granted: list[int] = []
 
@@ -249,12 +324,14 @@ def test_library_limit_reservations_from_many_threads_never_exceed_it(tmp_path):
 
         assert sum(granted) == 5
         assert limit.used("U1") == 5 and limit.used("U2") == 0
+        assert storage.flush()
+        assert len(storage.store["limit:U1"]) == 5
 
 
 def test_library_the_hour_slides(tmp_path):
     now = [1_000_000.0]
-    with shelve.open(str(tmp_path / "store")) as store:
-        limit = HourlyLimit(store, threading.RLock(), 3, clock=lambda: now[0])
+    with dumb_shelf(tmp_path / "store") as storage:
+        limit = HourlyLimit(storage, 3, clock=lambda: now[0])
         assert limit.reserve("U1", 2).granted == 2
         now[0] += 600
         full = limit.reserve("U1", 2)
@@ -264,3 +341,47 @@ def test_library_the_hour_slides(tmp_path):
 
         now[0] = 1_000_000.0 + WINDOW + 1  # the first two have left the hour
         assert limit.reserve("U1", 5).granted == 2
+
+
+def test_library_limits_are_stored_one_key_a_person_and_read_back(tmp_path):
+    now = [1_000_000.0]
+    with dumb_shelf(tmp_path / "store") as storage:
+        limit = HourlyLimit(storage, 3, clock=lambda: now[0])
+        limit.reserve("U1", 2)
+        now[0] += 1800
+        limit.reserve("U2", 3)
+        assert storage.flush()
+        assert storage.read("limit:") == {
+            "limit:U1": [1_000_000.0, 1_000_000.0],
+            "limit:U2": [1_001_800.0] * 3,
+        }
+
+    now[0] += 1801  # U1's places have left the hour, U2's have not
+    with dumb_shelf(tmp_path / "store") as storage:
+        limit = HourlyLimit(storage, 3, clock=lambda: now[0])
+        assert (limit.used("U1"), limit.used("U2")) == (0, 3)
+        assert limit.reserve("U1", 5).granted == 3
+        assert limit.reserve("U2", 1).granted == 0
+
+
+def test_library_a_failed_write_is_logged_and_the_writes_after_it_still_land(caplog):
+    class Flaky(dict):
+        def __setitem__(self, key: str, value: object) -> None:
+            if key == "limit:BROKEN":
+                raise OSError("disk full")
+            super().__setitem__(key, value)
+
+    store = Flaky()
+    storage = Storage(store, threading.RLock())
+    limit = HourlyLimit(storage, 3)
+    limit.reserve("BROKEN", 1)
+    limit.reserve("U1", 1)
+    storage.close()
+
+    assert list(store) == ["limit:U1"]
+    assert limit.used("BROKEN") == 1  # the reservation stands until a restart
+    assert any("could not store limit:BROKEN" in r.getMessage() for r in caplog.records)
+
+    # After close (the plugin is stopping), a change is written at once.
+    limit.reserve("U2", 1)
+    assert sorted(store) == ["limit:U1", "limit:U2"]

@@ -1,15 +1,21 @@
 """The audit trail: who asked, who granted what, when, where, and what came of it.
 
 Every attempt (invite, request, approve, deny, expire) becomes one ``Entry``. It is
-appended to the plugin's storage and written as one structured INFO line on the
-``polarisbot.audit`` logger, ``key=value`` pairs that log tools can parse. Entries
-hold Slack ids, addresses, role names and outcomes: never a token or a secret.
+kept in memory, stored in the plugin's storage, and written as one structured INFO
+line on the ``polarisbot.audit`` logger, ``key=value`` pairs that log tools can parse.
+Entries hold Slack ids, addresses, role names and outcomes: never a token or a secret.
 
-Storage layout: entries go into blocks of ``BLOCK`` under ``audit.<n>``, and
-``audit.blocks`` says which blocks exist. Appending rewrites only the newest block,
-so the cost of a write does not grow with the trail. The oldest block is dropped
-once the blocks after it hold at least ``keep`` entries: the trail keeps the newest
-``keep`` entries, and fewer than one block more.
+Storage layout: entry number ``n`` (counting from the first entry ever recorded) is
+stored alone under ``audit:<n % keep>``, with its number beside its fields. The keys
+form a ring: once ``keep`` entries exist, each new entry overwrites the oldest one,
+so the trail holds exactly the newest ``keep`` entries, nothing is ever deleted, and
+a write is one value of a few hundred bytes whatever the length of the trail. That
+matters for Errbot's Shelf storage: with ``dbm.dumb`` (Python's fallback dbm) a
+deleted value's space is never reused and every deletion rewrites the whole key
+index, while a value that fits its old (512-byte padded) slot is rewritten in place.
+Entries are handed to the background writer (``polarisbot.storage``), so recording
+one never waits for storage. When the plugin starts, the stored entries are read back
+and ordered by their numbers; ``!polaris audit`` then reads memory only.
 """
 
 from __future__ import annotations
@@ -18,18 +24,20 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from polarisbot.safe_text import neutralize
+from polarisbot.storage import Storage
 
 log = logging.getLogger("polarisbot.audit")
 
 KEEP = 10_000
-BLOCK = 250
 MAX_SHOWN = 100
+PREFIX = "audit:"
 
 _BARE = re.compile(r"^[A-Za-z0-9@._:+,/-]+$")
 
@@ -39,7 +47,7 @@ def utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One attempt and its outcome."""
 
@@ -86,37 +94,35 @@ _FIELDS = {f.name for f in fields(Entry)}
 
 
 class AuditTrail:
-    """Append-only entries in ``store``, bounded to the newest ``keep``; writes under ``lock``."""
+    """The newest ``keep`` entries, in memory and in storage (one key per entry)."""
 
     def __init__(
         self,
-        store: MutableMapping[str, Any],
-        lock: threading.RLock,
+        storage: Storage,
         *,
         keep: int = KEEP,
-        block: int = BLOCK,
-        prefix: str = "audit",
+        prefix: str = PREFIX,
         clock: Callable[[], str] = utc_stamp,
     ) -> None:
-        self._store = store
-        self._lock = lock
+        self._storage = storage
         self._keep = keep
-        self._block = block
         self._prefix = prefix
         self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: deque[Entry] = deque(maxlen=keep)
+        self._next = 0  # the number of the next entry
+        self._load()
 
     def record(self, action: str, *, who: str, email: str, outcome: str, **extra: Any) -> Entry:
-        """Append one entry and write its log line; returns the entry."""
+        """Keep and store one entry and write its log line; returns the entry."""
         entry = Entry(self.clock(), action, who, email, outcome, **extra)
         with self._lock:
-            first, last = self._bounds()
-            block = list(self._block_at(last))
-            if len(block) >= self._block:
-                last, block = last + 1, []
-            block.append(asdict(entry))
-            self._store[self._block_key(last)] = block
-            first = self._drop_old_blocks(first, last, len(block))
-            self._store[f"{self._prefix}.blocks"] = {"first": first, "last": last}
+            number = self._next
+            self._next += 1
+            self._entries.append(entry)
+            # Handed over under the lock: entries ``keep`` apart share a key, and the
+            # newer one must be written last.
+            self._storage.write(self._key(number), {"n": number, **asdict(entry)})
         log.info(entry.log_line())
         return entry
 
@@ -127,8 +133,10 @@ class AuditTrail:
         """
         count = max(1, min(count, MAX_SHOWN))
         wanted = email.lower() if email else None
+        with self._lock:
+            entries = list(self._entries)
         found: list[Entry] = []
-        for entry in self._newest_first():
+        for entry in reversed(entries):
             if wanted is None or entry.email.lower() == wanted:
                 found.append(entry)
                 if len(found) >= count:
@@ -137,36 +145,25 @@ class AuditTrail:
 
     def __len__(self) -> int:
         with self._lock:
-            first, last = self._bounds()
-            return sum(len(self._block_at(n)) for n in range(first, last + 1))
+            return len(self._entries)
 
-    def _newest_first(self) -> Iterator[Entry]:
+    def _key(self, number: int) -> str:
+        return f"{self._prefix}{number % self._keep}"
+
+    def _load(self) -> None:
+        """Read the stored entries back, oldest first, and continue their numbering.
+
+        Entries are ordered by their numbers, not their keys, so a trail written with
+        another ``keep`` still reads back as its newest entries.
+        """
+        numbered: list[tuple[int, Entry]] = []
+        for key, record in self._storage.read(self._prefix).items():
+            try:
+                entry = Entry(**{k: v for k, v in record.items() if k in _FIELDS})
+                numbered.append((int(record["n"]), entry))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                log.warning("ignored an audit entry this version cannot read, under %s", key)
+        numbered.sort(key=lambda pair: pair[0])
         with self._lock:
-            first, last = self._bounds()
-        for number in range(last, first - 1, -1):
-            with self._lock:
-                block = list(self._block_at(number))
-            for record in reversed(block):
-                yield Entry(**{k: v for k, v in record.items() if k in _FIELDS})
-
-    def _drop_old_blocks(self, first: int, last: int, newest_size: int) -> int:
-        """Drop the oldest block while the blocks after it still hold ``keep`` entries."""
-        while first < last and (last - first - 1) * self._block + newest_size >= self._keep:
-            key = self._block_key(first)
-            if key in self._store:
-                del self._store[key]
-            first += 1
-        return first
-
-    def _bounds(self) -> tuple[int, int]:
-        bounds = self._store.get(f"{self._prefix}.blocks")
-        if isinstance(bounds, dict):
-            return int(bounds["first"]), int(bounds["last"])
-        return 0, 0
-
-    def _block_at(self, number: int) -> list[dict[str, Any]]:
-        block = self._store.get(self._block_key(number))
-        return block if isinstance(block, list) else []
-
-    def _block_key(self, number: int) -> str:
-        return f"{self._prefix}.{number}"
+            self._entries.extend(entry for _, entry in numbered[-self._keep :])
+            self._next = numbered[-1][0] + 1 if numbered else 0

@@ -4,20 +4,28 @@ A mistake (a pasted list) or a compromised chat account must not be able to invi
 hundred people. Every address about to be sent to Polaris is reserved against the
 person who caused it (the inviter, the approver, or the requester when requests need
 no approval) before it is queued, check and reservation under one lock, so commands
-running at the same moment cannot both take the last place. The times are kept in the
-plugin's storage, so a restart does not reset anyone's hour.
+running at the same moment cannot both take the last place.
+
+The times live in memory, read from the plugin's storage once when the plugin starts,
+and the decision is made there, before the acknowledgement and without waiting for
+storage. Each person's times are then handed to the background writer
+(``polarisbot.storage``) for their own key, ``limit:<member id>``: a write of a few
+hundred bytes that never touches anyone else's hour. A restart does not reset anyone's
+hour; a crash forgets only the reservations not yet written, those of the last moment.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+
+from polarisbot.storage import Storage
 
 WINDOW = 3600.0  # seconds
+PREFIX = "limit:"
 
 
 @dataclass(frozen=True)
@@ -54,51 +62,59 @@ class LimitReached(Exception):
 
 
 class HourlyLimit:
-    """Sliding-hour counts per person in ``store[key]``, changed only under ``lock``."""
+    """Sliding-hour counts per person, decided in memory and stored one key per person."""
 
     def __init__(
         self,
-        store: MutableMapping[str, Any],
-        lock: threading.RLock,
+        storage: Storage,
         per_hour: int,
         *,
-        key: str = "sent",
+        prefix: str = PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
-        self._lock = lock
-        self._key = key
+        self._storage = storage
+        self._prefix = prefix
         self.per_hour = per_hour
         self.clock = clock
+        self._lock = threading.Lock()
+        self._times: dict[str, tuple[float, ...]] = self._load()
 
     def reserve(self, who: str, wanted: int) -> Allowance:
         """Take up to ``wanted`` places for ``who`` in the current hour, as many as are free."""
         with self._lock:
             now = self.clock()
-            sent = self._recent(now)
-            times = sent.get(who, [])
+            times = self._recent(who, now)
             granted = max(0, min(wanted, self.per_hour - len(times)))
             if granted:
-                sent[who] = times + [now] * granted
-                self._store[self._key] = sent
+                times = times + (now,) * granted
+                # Handed over under the lock, so one person's writes keep their order.
+                self._storage.write(self._prefix + who, list(times))
+            if times:
+                self._times[who] = times
+            else:
+                self._times.pop(who, None)
             frees_at = None
             if granted < wanted:
-                taken = sent.get(who, [])
-                frees_at = min(taken) + WINDOW if taken else now
+                frees_at = min(times) + WINDOW if times else now
         return Allowance(wanted, granted, self.per_hour, frees_at, now)
 
     def used(self, who: str) -> int:
         """How many places ``who`` has taken in the last hour."""
         with self._lock:
-            return len(self._recent(self.clock()).get(who, []))
+            return len(self._recent(who, self.clock()))
 
-    def _recent(self, now: float) -> dict[str, list[float]]:
-        """A fresh copy of the stored times, without those older than an hour."""
-        stored = self._store.get(self._key)
-        stored = stored if isinstance(stored, dict) else {}
-        recent = {}
-        for who, times in stored.items():
-            kept = [t for t in times if t > now - WINDOW]
-            if kept:
-                recent[who] = kept
-        return recent
+    def _recent(self, who: str, now: float) -> tuple[float, ...]:
+        return tuple(t for t in self._times.get(who, ()) if t > now - WINDOW)
+
+    def _load(self) -> dict[str, tuple[float, ...]]:
+        """Everyone's stored times, without those already out of the hour."""
+        loaded: dict[str, tuple[float, ...]] = {}
+        oldest = self.clock() - WINDOW
+        for key, stored in self._storage.read(self._prefix).items():
+            try:
+                times = tuple(t for t in (float(t) for t in stored) if t > oldest)
+            except (TypeError, ValueError):
+                continue  # not a list of times: nothing this version wrote
+            if times:
+                loaded[key[len(self._prefix) :]] = times
+        return loaded
