@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from chat import visible
 from conftest import INVITER, MEMBER, polaris_env
 
 from polarisbot.approvals import (
@@ -39,7 +40,8 @@ class Mailbox:
 
         def record(msg) -> None:
             with self._lock:
-                self.sent.append((str(msg.to), str(msg.body)))
+                # As Slack shows it: no invisible breaks, no code-span backticks.
+                self.sent.append((str(msg.to), visible(str(msg.body)).replace("`", "")))
             original(msg)
 
         chat.bot.send_message = record

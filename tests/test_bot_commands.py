@@ -144,7 +144,7 @@ def test_list_filters_by_part_of_the_email_whatever_its_case(chat, sandbox):
     reply = chat.ask("!polaris list NEEDLE")
 
     lines = reply.splitlines()
-    assert lines[0] == "1 Polaris user matching 'NEEDLE':"
+    assert lines[0] == "1 Polaris user matching NEEDLE:"
     assert lines[1].startswith("needle.person@example.com  active  last sign-in never")
 
 

@@ -95,16 +95,19 @@ def test_invitations_fail_closed_without_allowed_domains(sandbox, start_bot):
 
 
 def test_a_role_the_account_lacks_is_named_with_the_roles_it_has(sandbox, start_bot):
-    chat = start_bot(polaris_env(sandbox, POLARIS_ROLES="Nonexistent Role"))
+    chat = start_bot(polaris_env(sandbox, POLARIS_ROLES="Nonexistent Role,readonlyadmin"))
     chat.as_user(INVITER)
 
     chat.send("!polaris invite alice@example.com")
 
     assert chat.reply() == "Inviting 1 address to Polaris…"
     line = chat.reply()
-    assert line.startswith("alice@example.com: Polaris error: ")
-    assert "Nonexistent Role" in line and "ReadOnlyAdmin" in line and "Administrator" in line
+    assert line.startswith("alice@example.com: not invited: POLARIS_ROLES names 'Nonexistent")
+    assert "ReadOnlyAdmin" in line and "Administrator" in line
+    assert "Polaris error" not in line
     assert sandbox.calls("createUser") == []
+    assert "POLARIS_ROLES names 'Nonexistent Role'" in chat.ask("!polaris status")
+    assert "Invites are refused until this is fixed" in chat.ask("!polaris roles")
 
 
 def test_a_polaris_error_is_reported_in_plain_words(chat, sandbox):
@@ -149,3 +152,10 @@ def test_invite_without_an_address_says_what_to_type(chat):
     assert chat.ask("!polaris invite") == (
         "Name at least one address: !polaris invite <email> [<email> ...]"
     )
+
+
+def test_a_subcommand_in_capitals_is_pointed_to_its_lower_case_form(chat, sandbox):
+    assert chat.ask("!polaris INVITE alice@example.com") == (
+        "Polaris commands are lower-case: try !polaris invite."
+    )
+    assert sandbox.calls("createUser") == []

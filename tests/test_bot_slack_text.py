@@ -66,7 +66,7 @@ def test_an_edit_of_a_handled_message_does_not_invite_again(chat, sandbox):
 def test_replies_never_turn_typed_text_into_pings_or_links(chat, sandbox):
     chat.send("!polaris invite <!channel> @here <@U0BOSS> <https://evil.example|click>")
 
-    reply = chat.reply()
+    reply = str(chat.bot.pop_message(timeout=10))  # as sent, invisible breaks included
     for markup in ("<!channel>", "<@U0BOSS>", "<https://", "@here"):
         assert markup not in reply
     assert sandbox.calls("createUser") == []

@@ -31,9 +31,10 @@ from polarisbot.messages import SeenMessages, arguments, message_key, requester_
 from polarisbot.outcomes import Kind, Outcome
 from polarisbot.policy import batch_too_large, domain_allowed
 from polarisbot.rsc import RscClient
-from polarisbot.safe_text import neutralize
+from polarisbot.safe_text import code, neutralize
 from polarisbot.settings import INVITE, RSC, Settings, load_settings
 from polarisbot.slash import SlashCommand
+from polarisbot.storage import Storage
 
 USAGE = """\
 !polaris invite <email> [<email> ...]   invite people to Polaris (inviters)
@@ -45,6 +46,8 @@ USAGE = """\
 !polaris status                         is Polaris reachable, and what the bot has done
 !polaris list [text]                    who has access (inviters, in a direct message)
 !polaris roles                          the roles in the Polaris account (inviters)"""
+
+SUBCOMMANDS = {line.split()[1] for line in USAGE.splitlines()}
 
 # Backends that take files: long user lists go there as a file as well.
 FILE_BACKENDS = ("slackv3", "slack", "test")
@@ -109,13 +112,15 @@ class Polaris(SlashCommand, BotPlugin):
         self.ready = threading.Event()
         threading.Thread(target=self._warm_up, name="polaris-warm-up", daemon=True).start()
 
-        # One lock for every read-modify-write of the plugin's storage: Errbot runs
-        # commands on several threads, and neither its storage nor a shelf locks.
+        # One lock around every access to the plugin's storage: Errbot runs commands on
+        # several threads, and neither its storage nor a shelf locks. The audit trail and
+        # the limits read storage once, here, and write in the background (storage.py).
         self.storage_lock = threading.RLock()
+        self.storage = Storage(self, self.storage_lock)
         ttl = timedelta(hours=self.settings.request_ttl_hours)
         self.approvals = Approvals(self, self.storage_lock, ttl)
-        self.audit = AuditTrail(self, self.storage_lock)
-        self.limits = HourlyLimit(self, self.storage_lock, self.settings.max_invites_per_hour)
+        self.audit = AuditTrail(self.storage)
+        self.limits = HourlyLimit(self.storage, self.settings.max_invites_per_hour)
         self.start_poller(EXPIRY_POLL_SECONDS, self._expire_requests)
         self._resume_approved_invites()
         for problem in self.settings.problems:
@@ -139,6 +144,9 @@ class Polaris(SlashCommand, BotPlugin):
             self.queue.close()
         if self.client is not None:
             self.client.close()
+        # After the invite queue: finished invites add audit entries. Before Errbot
+        # closes the storage: the waiting writes need it.
+        self.storage.close()
         super().deactivate()
 
     # --- web ----------------------------------------------------------------------
@@ -154,6 +162,8 @@ class Polaris(SlashCommand, BotPlugin):
     def polaris(self, msg: Any, args: str) -> str:
         """Invite people to Polaris and see who has access; !polaris for usage."""
         word = args.split()[0] if args.split() else ""
+        if word.lower() in SUBCOMMANDS:
+            return f"Polaris commands are lower-case: try !polaris {word.lower()}."
         if word:
             return f"I don't know the Polaris command '{neutralize(word[:40])}'.\n{USAGE}"
         return USAGE
@@ -174,7 +184,7 @@ class Polaris(SlashCommand, BotPlugin):
             self.log.info("ignored a redelivered message from %s", sender_id(msg))
             return
         # The address comes from the profile, never from the message text.
-        email = requester_email(msg)
+        email = requester_email(msg) or self._console_email(msg)
         yield self.request_for(sender_id(msg), email, where=_where(msg), respond=self._replier(msg))
 
     @botcmd
@@ -427,6 +437,8 @@ class Polaris(SlashCommand, BotPlugin):
         lines.append(self._activity())
         lines.append(self._requests_summary())
         problems = [p.sentence for p in self.settings.problems]
+        if self.queue is not None and self.queue.roles_problem:
+            problems.append(self.queue.roles_problem)
         lines.append("Settings: " + (" ".join(problems) if problems else "all good."))
         return "\n".join(lines)
 
@@ -442,25 +454,28 @@ class Polaris(SlashCommand, BotPlugin):
         text = arguments(msg, args, "list").strip()
         limit = self.settings.list_limit
         as_file = self._bot.mode in FILE_BACKENDS
-        lines: list[str] = []
+        lines: list[str] = []  # shown in chat
+        rows: list[str] = []  # the whole list, for the file
         total = 0
         try:
             for user in self.client.iter_users(text or None):
                 total += 1
-                if len(lines) < limit or as_file:
+                if len(lines) < limit:
                     lines.append(render.user_line(user))
+                if as_file:
+                    rows.append(render.user_row(user))
         except Exception as error:
             return self._failure("list users", error)
         if total == 0:
             return "No Polaris users match." if text else "Polaris has no users."
         header = f"{render.plural(total, 'Polaris user')}" + (
-            f" matching '{neutralize(text)}':" if text else ":"
+            f" matching {code(text)}:" if text else ":"
         )
-        body = "\n".join(lines[:limit])
+        body = "\n".join(lines)
         if total <= limit:
             return f"{header}\n{body}"
         if as_file:
-            data = "\n".join(lines).encode() + b"\n"
+            data = "\n".join(rows).encode() + b"\n"
             self.send_stream_request(
                 msg.frm, io.BytesIO(data), name=LIST_FILE, size=len(data), stream_type="text/plain"
             )
@@ -485,7 +500,10 @@ class Polaris(SlashCommand, BotPlugin):
             f"{role.name}{' (given to invited people)' if role.name.lower() in configured else ''}"
             for role in roles
         ]
-        return "Polaris roles:\n" + "\n".join(lines)
+        text = "Polaris roles:\n" + "\n".join(lines)
+        if self.queue is not None and self.queue.roles_problem:
+            text += f"\nInvites are refused until this is fixed: {self.queue.roles_problem}"
+        return text
 
     # --- requests, limits and the audit trail ------------------------------------------
 
@@ -556,6 +574,13 @@ class Polaris(SlashCommand, BotPlugin):
             self.log.warning("could not send a message to %s", target, exc_info=True)
             return False
         return True
+
+    def _console_email(self, msg: Any) -> str:
+        """In Errbot's console, which has no profiles, the email POLARIS_CONSOLE_EMAILS names."""
+        if self._bot.mode != "text":
+            return ""
+        person = str(getattr(msg.frm, "person", "") or "").lstrip("@")
+        return self.settings.console_emails.get(person, "")
 
     def _address(self, target: str) -> str:
         """An id in the form the backend's build_identifier accepts.

@@ -9,13 +9,13 @@ still running share one ``createUser`` call and its outcome.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,11 +56,18 @@ class InviteQueue:
         self._role_ids: list[str] | None = None
         self._roles_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="polaris-rsc")
+        # The executor starts a thread per submission until it has them all; starting
+        # them now keeps that cost out of the first burst's acknowledgements.
+        # Each task waits for the others, so no thread is idle to take the next one.
+        everyone = threading.Barrier(concurrency)
+        for _ in range(concurrency):
+            self._pool.submit(_meet, everyone)
         self._in_flight: dict[str, Future[Outcome]] = {}
         self._lock = threading.Lock()
         self._stats: Counter[Kind] = Counter()
         self._last_error: LastError | None = None
         self._on_outcome = on_outcome
+        self.roles_problem: str | None = None
 
     def submit(self, email: str) -> Future[Outcome]:
         """Queue an invite for ``email`` (already validated and allowed); never raises."""
@@ -81,13 +88,19 @@ class InviteQueue:
         Returns False when some were still running; they go on in the background, but
         whatever they would record after the plugin's storage closes is lost.
         """
-        with self._lock:
-            running = list(self._in_flight.values())
-        self._pool.shutdown(wait=False, cancel_futures=False)
-        _, unfinished = futures_wait(running, timeout=wait)
-        if unfinished:
-            log.warning("%d invites were still running when the bot stopped", len(unfinished))
-        return not unfinished
+        # Joining the workers, not just waiting for the futures: each worker also runs the
+        # callbacks that reply and record the outcome before it is free again.
+        finisher = threading.Thread(
+            target=self._pool.shutdown, kwargs={"wait": True}, name="polaris-rsc-drain"
+        )
+        finisher.start()
+        finisher.join(wait)
+        if finisher.is_alive():
+            with self._lock:
+                running = len(self._in_flight)
+            log.warning("%d invites were still running when the bot stopped", running)
+            return False
+        return True
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -97,10 +110,19 @@ class InviteQueue:
         return self._last_error
 
     def role_ids(self) -> list[str]:
-        """The configured role names as ids, looked up once and then kept."""
+        """The configured role names as ids, looked up once and then kept.
+
+        A name the account lacks raises ConfigurationError and is remembered as
+        ``roles_problem`` (for !polaris status) until a later look-up succeeds.
+        """
         with self._roles_lock:
             if self._role_ids is None:
-                self._role_ids = self._client.resolve_roles(self._role_names)
+                try:
+                    self._role_ids = self._client.resolve_roles(self._role_names)
+                except ConfigurationError as error:
+                    self.roles_problem = str(error)
+                    raise
+                self.roles_problem = None
             return self._role_ids
 
     def _forget(self, email: str, future: Future[Outcome]) -> None:
@@ -139,7 +161,8 @@ class InviteQueue:
         except OutcomeUnknown:
             return self._confirm(email)
         except ConfigurationError as error:
-            return Outcome(email, Kind.ERROR, error.reason)
+            # The bot's settings are at fault, not Polaris: say so, and what to fix.
+            return Outcome(email, Kind.REFUSED, f"not invited: {error.reason}")
         except PolarisBotError as error:
             return Outcome(email, Kind.ERROR, error.reason)
 
@@ -213,6 +236,12 @@ def start_invites(
         else:
             batch.planned.append((candidate.email, queue.submit(candidate.email)))
     return batch
+
+
+def _meet(everyone: threading.Barrier) -> None:
+    """Keep a worker busy until every worker has started (or a few seconds have passed)."""
+    with contextlib.suppress(threading.BrokenBarrierError):
+        everyone.wait(timeout=5)
 
 
 def _outcome(item: Outcome | Future[Outcome]) -> Outcome:

@@ -1,7 +1,8 @@
 """Turning outcomes, users and status into chat text, in one place.
 
-Anything a person typed is passed through ``safe_text.neutralize`` before it is
-echoed, so it cannot become a mention, a channel ping or a link.
+Anything a person typed is passed through ``safe_text.neutralize`` (or ``code``)
+before it is echoed, so it cannot become a mention, a channel ping, a link or
+formatting that changes what it says.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from polarisbot.outcomes import Kind, Outcome
-from polarisbot.safe_text import neutralize
+from polarisbot.safe_text import ZERO_WIDTH_SPACE, code
+
+# Errbot's Markdown converters drop the line break before a line that opens with inline
+# code; an invisible character in front keeps each address on its own line.
+LINE_START = ZERO_WIDTH_SPACE
 
 
 def outcome_text(outcome: Outcome) -> str:
@@ -36,8 +41,12 @@ def outcome_text(outcome: Outcome) -> str:
 
 
 def outcome_line(shown: str, outcome: Outcome) -> str:
-    """``<address>: <outcome>`` with the address made safe to echo."""
-    return f"{neutralize(shown)}: {outcome_text(outcome)}"
+    """``<address>: <outcome>``, the address as code so that Markdown and Slack show it as it is.
+
+    Outside a code span, ``x*y*z@example.com`` would lose its stars to bold text and
+    ``#h@example.com`` would become a heading: the reply would name another address.
+    """
+    return f"{LINE_START}{code(shown)}: {outcome_text(outcome)}"
 
 
 def outcome_lines(pairs: Iterable[tuple[str, Outcome]]) -> str:
@@ -51,9 +60,24 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+# How each outcome reads in the counts of !polaris status.
+COUNT_LABELS = {
+    Kind.INVITED: "invited",
+    Kind.EXISTS: "already had an account",
+    Kind.EXISTS_NOW: "had an account after a lost answer",
+    Kind.INVALID: "not valid addresses",
+    Kind.DOMAIN: "in domains not allowed",
+    Kind.NOT_ALLOWED: "not allowed",
+    Kind.UNCONFIRMED: "could not be confirmed",
+    Kind.ERROR: "failed with a Polaris error",
+    Kind.REFUSED: "refused",
+}
+
+
 def counts(stats: Mapping[str, int]) -> str:
-    """``3 invited, 1 already has an account`` or ``none yet``."""
-    parts = [f"{n} {name}" for name, n in stats.items() if n]
+    """``3 invited, 1 already had an account`` or ``none yet``, from counts by outcome."""
+    labels = {kind.value: label for kind, label in COUNT_LABELS.items()}
+    parts = [f"{n} {labels.get(name, name)}" for name, n in stats.items() if n]
     return ", ".join(parts) if parts else "none yet"
 
 
@@ -62,6 +86,15 @@ def plural(n: int, word: str, words: str | None = None) -> str:
 
 
 def user_line(user: Any) -> str:
-    """One user of ``!polaris list``: email, status, last sign-in, roles."""
+    """One user of ``!polaris list`` in chat: email, status, last sign-in, roles."""
+    return LINE_START + _user_fields(user, code(user.email))
+
+
+def user_row(user: Any) -> str:
+    """The same user as plain text, for the file with the whole list."""
+    return _user_fields(user, user.email)
+
+
+def _user_fields(user: Any, email: str) -> str:
     roles = ", ".join(user.roles) if user.roles else "no roles"
-    return f"{user.email}  {user.status.lower()}  last sign-in {when(user.last_login)}  {roles}"
+    return f"{email}  {user.status.lower()}  last sign-in {when(user.last_login)}  {roles}"

@@ -57,6 +57,8 @@ class Settings:
     approvers_channel: str = ""
     request_ttl_hours: float = 72.0
     max_invites_per_hour: int = 30
+    # Errbot's console has no user profiles: the demo names its users' emails here.
+    console_emails: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def problems_for(self, *parts: str) -> list[str]:
@@ -139,6 +141,16 @@ def _credentials(read: _Reader) -> Credentials | None:
     return None
 
 
+def _pairs(value: str) -> dict[str, str]:
+    """``you=you@example.com,luser=l@example.com`` as a mapping; malformed items are skipped."""
+    pairs = {}
+    for item in split_list(value):
+        name, _, email = item.partition("=")
+        if name.strip() and email.strip():
+            pairs[name.strip().lstrip("@")] = email.strip()
+    return pairs
+
+
 def _approval(read: _Reader) -> str:
     mode = read.text("POLARIS_APPROVAL").lower() or "required"
     if mode not in ("auto", "required"):
@@ -192,6 +204,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         approvers_channel=read.text("POLARIS_APPROVERS_CHANNEL"),
         request_ttl_hours=read.number("POLARIS_REQUEST_TTL_HOURS", 72.0, INVITE, lowest=0.01),
         max_invites_per_hour=read.whole("POLARIS_MAX_INVITES_PER_HOUR", 30, INVITE, lowest=1),
+        console_emails=_pairs(read.text("POLARIS_CONSOLE_EMAILS")),
     )
     if settings.signing_secret or read.text("WEBSERVER_PORT"):
         settings.webserver_port = read.whole("WEBSERVER_PORT", 3141, SLASH, lowest=0)
