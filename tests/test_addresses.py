@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,13 +13,17 @@ from polarisbot import addresses
 from polarisbot.addresses import (
     IP_LITERAL,
     LINK_MISMATCH,
-    MAX_CANDIDATES,
+    LOOKALIKE_AT,
+    MAX_ENTRY_CHARS,
+    MAX_REFUSED,
     MAX_TEXT_CHARS,
+    MORE_REFUSED,
     NON_ASCII_LOCAL,
     NOT_VALID,
     QUOTED_LOCAL,
-    TOO_LONG,
-    TOO_MANY,
+    SLACK_BROADCAST,
+    TEXT_CUT,
+    TOO_LONG_ENTRY,
     UNREADABLE,
     Candidate,
     parse_addresses,
@@ -113,6 +118,13 @@ CASES: list[tuple[str, list[tuple[str, str | None, str | None]]]] = [
     ("a@paypaӏ.com", [("a@paypaӏ.com", None, MIXED)]),
     ("a@xn--pple-43d.com", [("a@xn--pple-43d.com", None, MIXED)]),
     ('"john doe"@x.com', [('"john doe"@x.com', None, QUOTED_LOCAL)]),
+    # look-alikes of @, and Slack broadcasts typed as plain words
+    ("fw1\uff20example.com", [("fw1\uff20example.com", None, LOOKALIKE_AT)]),
+    ("sm1\ufe6bexample.com", [("sm1\ufe6bexample.com", None, LOOKALIKE_AT)]),
+    ("a\uff20b@x.com", [("a\uff20b@x.com", None, LOOKALIKE_AT)]),
+    ("@channel", [("@channel", None, SLACK_BROADCAST)]),
+    ("@Here, a@x.com", [("@Here", None, SLACK_BROADCAST), ("a@x.com", "a@x.com", OK)]),
+    ("@everyone!", [("@everyone", None, SLACK_BROADCAST)]),
     ("a@[192.168.0.1]", [("a@[192.168.0.1]", None, IP_LITERAL)]),
     ("a@[IPv6:::1]", [("a@[IPv6:::1]", None, IP_LITERAL)]),
 ]
@@ -159,34 +171,138 @@ def test_a_link_pointing_elsewhere_names_what_the_person_saw_not_the_target() ->
     assert candidate.email is None
 
 
-def test_more_entries_than_the_cap_are_reported_not_dropped() -> None:
-    text = " ".join(f"user{i}@x.com" for i in range(MAX_CANDIDATES + 30))
+def test_every_address_is_returned_however_many_there_are() -> None:
+    # The batch limit is the plugin's to enforce; it needs to know how many there are.
+    text = " ".join(f"user{i}@x.com" for i in range(500))
 
     candidates = parse_addresses(text)
 
-    assert len(candidates) == MAX_CANDIDATES + 1
-    assert all(c.email for c in candidates[:MAX_CANDIDATES])
-    assert candidates[-1] == Candidate("30 more entries", None, TOO_MANY)
+    assert [c.email for c in candidates] == [f"user{i}@x.com" for i in range(500)]
 
 
-def test_repeating_one_address_many_times_is_one_entry_not_the_cap() -> None:
+def test_the_valid_address_after_150_junk_entries_is_found() -> None:
+    text = " ".join(f"junk{i}" for i in range(150)) + " found.me@example.com"
+
+    candidates = parse_addresses(text)
+
+    refused = [Candidate(f"junk{i}", None, f"{NOT_VALID} (no @)") for i in range(MAX_REFUSED)]
+    assert candidates == [
+        *refused,
+        Candidate("found.me@example.com", "found.me@example.com", None),
+        Candidate("140 more entries", None, MORE_REFUSED),
+    ]
+
+
+def test_addresses_among_refusals_keep_the_order_they_were_typed_in() -> None:
+    text = "a@x.com nope b@x.com " + " ".join(f"j{i}" for i in range(20)) + " c@x.com j0 a@x.com"
+
+    candidates = parse_addresses(text)
+
+    assert [c.shown for c in candidates] == [
+        "a@x.com",
+        "nope",
+        "b@x.com",
+        *[f"j{i}" for i in range(MAX_REFUSED - 1)],
+        "c@x.com",
+        "11 more entries",
+    ]
+
+
+def test_twenty_thousand_entries_give_a_few_refusals_and_every_address() -> None:
+    valid = [f"person{k}@example.com" for k in range(15)]
+    entries = [f"{i:x}" for i in range(20_000)]
+    for k, address in enumerate(valid):
+        entries[k * 1333 + 7] = address
+    text = ",".join(entries)
+    assert len(text) < MAX_TEXT_CHARS
+
+    candidates = parse_addresses(text)
+
+    assert [c.email for c in candidates if c.email] == valid
+    refusals = [c for c in candidates if c.email is None]
+    assert len(refusals) <= MAX_REFUSED + 2
+    assert refusals[-1] == Candidate(
+        f"{20_000 - 15 - MAX_REFUSED:,} more entries", None, MORE_REFUSED
+    )
+    assert not any(c.reason == TEXT_CUT for c in candidates)
+
+
+def test_one_refused_entry_past_the_first_few_is_counted_as_one() -> None:
+    text = " ".join(f"j{i}" for i in range(MAX_REFUSED + 1))
+    assert parse_addresses(text)[-1] == Candidate("1 more entry", None, MORE_REFUSED)
+
+
+def test_repeating_one_address_many_times_is_one_entry() -> None:
     candidates = parse_addresses("a@x.com " * 2000)
     assert candidates == [Candidate("a@x.com", "a@x.com", None)]
 
 
-def test_a_text_longer_than_the_cap_is_read_up_to_the_cap_and_the_cut_is_reported() -> None:
-    text = "a@x.com " + "word " * (MAX_TEXT_CHARS // 5) + "z@x.com"
+def test_repeating_one_refused_entry_many_times_is_one_refusal() -> None:
+    candidates = parse_addresses("nope " * 2000 + "a@x.com")
+    assert [c.shown for c in candidates] == ["nope", "a@x.com"]
+
+
+def test_a_text_longer_than_the_cap_says_how_many_characters_were_not_read() -> None:
+    head = "a@x.com " + "word " * ((MAX_TEXT_CHARS - 8) // 5)
+    text = head + "z@x.com and more words"
+    assert len(head) <= MAX_TEXT_CHARS < len(text)
 
     candidates = parse_addresses(text)
 
     assert candidates[0].email == "a@x.com"
-    assert candidates[-1] == Candidate("the rest of the message", None, TOO_LONG)
     assert all(c.email != "z@x.com" for c in candidates)
+    # The cut falls on the last space within the cap: what follows it is not read.
+    cut = text.rfind(" ", 0, MAX_TEXT_CHARS)
+    unread = len(text) - cut
+    assert candidates[-1] == Candidate(
+        f"the last {unread:,} characters of the message", None, TEXT_CUT
+    )
+    assert f"{MAX_TEXT_CHARS:,} characters" in TEXT_CUT
 
 
-def test_a_huge_text_is_answered_without_error() -> None:
+def test_a_text_exactly_as_long_as_the_cap_is_read_whole() -> None:
+    text = "x" * (MAX_TEXT_CHARS - len(" z@x.com")) + " z@x.com"
+    assert len(text) == MAX_TEXT_CHARS
+
+    candidates = parse_addresses(text)
+
+    assert candidates[-1] == Candidate("z@x.com", "z@x.com", None)
+    assert not any(c.reason == TEXT_CUT for c in candidates)
+
+
+def test_an_entry_too_long_to_be_an_address_is_refused_without_reading_it_through() -> None:
+    [candidate] = parse_addresses("mailto:" * (MAX_ENTRY_CHARS // 7 + 1) + "a@x.com")
+    assert candidate.reason == TOO_LONG_ENTRY
+
+
+def test_a_huge_text_is_answered_without_error_and_says_what_was_not_read() -> None:
     candidates = parse_addresses("\u200b" * 1_000_000 + "x" * 1_000_000)
-    assert candidates[-1].reason == TOO_LONG
+    unread = 2_000_000 - MAX_TEXT_CHARS
+    assert candidates == [
+        Candidate(f"the last {unread:,} characters of the message", None, TEXT_CUT)
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(f"u{i}@x{i % 7}.com" for i in range(100_000)),
+        " ".join(f"w{i}" for i in range(200_000)),
+        "« " * 500_000,
+        "mailto:" * 150_000,
+        '"' + "a" * 999_999,
+        "<mailto:a@x.com|b@x.com> " * 40_000,
+        "a " * 490_000 + "<x@y.com>",
+    ],
+    ids=["addresses", "words", "open-quotes", "mailto", "one-quote", "links", "name-words"],
+)
+def test_a_million_characters_of_any_shape_are_read_in_reasonable_time(text: str) -> None:
+    started = time.monotonic()
+    candidates = parse_addresses(text)
+
+    # A generous bound for a slow machine; the parser takes well under a second here.
+    assert time.monotonic() - started < 5
+    assert len([c for c in candidates if c.email is None]) <= MAX_REFUSED + 2
 
 
 def test_invisible_characters_alone_after_the_cap_are_not_reported_as_a_cut() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from polaris_sandbox import ADMIN_ROLE_ID, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, Sandbox
+from polarisbot import rsc
 from polarisbot.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -23,8 +26,11 @@ from polarisbot.errors import (
     OutcomeUnknown,
     PolarisBotError,
     PolarisBusy,
+    PolarisFailing,
     PolarisRejected,
+    PolarisSlow,
     PolarisUnavailable,
+    PolarisUnreachable,
 )
 from polarisbot.rsc import STATUS_TIMEOUT, Credentials, RscClient, User
 
@@ -100,6 +106,30 @@ def client(make_client: Callable[..., RscClient]) -> RscClient:
 def graphql_requests(sandbox: Sandbox, field: str) -> list[int | None]:
     """HTTP statuses of the GraphQL requests that asked for this field."""
     return [r.status for r in sandbox.requests if field in r.fields]
+
+
+@contextlib.contextmanager
+def unaccepting_listener() -> Iterator[str]:
+    """A loopback URL whose listener never accepts, so connecting times out.
+
+    Its backlog is filled first; Linux then drops further SYNs instead of refusing them.
+    """
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(listener.getsockname())
+                fillers.append(filler)
+            time.sleep(0.1)
+            yield url
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def closed_port_url() -> str:
@@ -730,8 +760,10 @@ def test_status_when_polaris_is_down_says_so_without_raising(
     status = client.status()
 
     assert time.monotonic() - started < 10
-    assert not status.reachable
-    assert status.error is not None and "not answering" in status.error
+    assert (status.reachable, status.problem) == (False, "unreachable")
+    assert status.summary() == (
+        "Polaris: not reachable: the bot could not connect to it; try again in a few minutes."
+    )
     assert status.account == "sandbox"
 
 
@@ -769,9 +801,154 @@ def test_status_answers_within_its_own_short_timeout_while_polaris_hangs(
     status = client.status()
 
     assert time.monotonic() - started < STATUS_TIMEOUT + 1
-    assert (status.reachable, status.login_ok, status.problem) == (False, False, "unreachable")
-    assert status.summary().startswith("Polaris: not reachable: Polaris is not answering")
+    # The connection was made, so Polaris is reachable; it is slow.
+    assert (status.reachable, status.login_ok, status.problem) == (True, False, "slow")
+    assert re.fullmatch(
+        r"Polaris: reachable, but slow: no answer within \d\.\d s; try again in a few minutes\.",
+        status.summary(),
+    )
     assert len(graphql_requests(sandbox, "deploymentVersion")) == 2
+
+
+def test_status_of_a_polaris_answering_in_three_seconds_says_it_works(
+    sandbox: Sandbox, make_client: Callable[..., RscClient]
+) -> None:
+    # The bot's default timeouts: the status check's own budget decides, not these.
+    client = make_client(connect_timeout=5.0, read_timeout=20.0, retry_budget=30.0)
+    assert client.status().login_ok
+    sandbox.set_fault("graphql:deploymentVersion", "latency", seconds=3.2)
+
+    started = time.monotonic()
+    status = client.status()
+
+    assert time.monotonic() - started < STATUS_TIMEOUT + 1
+    assert status.login_ok, status.summary()
+    assert status.round_trip_ms is not None and status.round_trip_ms >= 3200
+    assert graphql_requests(sandbox, "deploymentVersion") == [200, 200]
+
+
+def test_status_says_slow_when_the_login_gets_no_answer(
+    sandbox: Sandbox, make_client: Callable[..., RscClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shorter budget than the bot's keeps the test quick; the words are the same.
+    monkeypatch.setattr(rsc, "STATUS_TIMEOUT", 1.0)
+    client = make_client(connect_timeout=5.0, read_timeout=20.0, retry_budget=30.0)
+    sandbox.set_fault("client_token", "hang")
+
+    started = time.monotonic()
+    status = client.status()
+
+    assert time.monotonic() - started < 1.0 + 1
+    assert (status.reachable, status.problem) == (True, "slow")
+    assert status.summary().startswith(
+        "Polaris: reachable, but slow: no answer to the bot's login within "
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "kind", "params", "words"),
+    [
+        (
+            "graphql",
+            "status",
+            {"code": 503},
+            "failing: it answered with a server error (HTTP 503); try again in a few minutes.",
+        ),
+        (
+            "graphql",
+            "status",
+            {"code": 501},
+            "failing: it answered with a server error (HTTP 501); try again in a few minutes.",
+        ),
+        (
+            "graphql",
+            "not_json",
+            {},
+            "failing: it answered with something that is not an API response; "
+            "check the bot's Polaris URL.",
+        ),
+        (
+            "graphql",
+            "reset",
+            {},
+            "failing: it closed the connection without a whole answer; try again in a few minutes.",
+        ),
+        (
+            "client_token",
+            "down",
+            {},
+            "failing: it answered the bot's login with a server error (HTTP 503); "
+            "try again in a few minutes.",
+        ),
+    ],
+    ids=["503", "501", "not-json", "reset", "login-down"],
+)
+def test_status_of_a_polaris_that_answers_badly_says_failing_not_unreachable(
+    target: str,
+    kind: str,
+    params: dict[str, Any],
+    words: str,
+    sandbox: Sandbox,
+    client: RscClient,
+) -> None:
+    if target == "client_token":
+        sandbox.expire_tokens()
+    else:
+        assert client.status().login_ok
+    sandbox.set_fault(target, kind, **params)
+
+    status = client.status()
+
+    assert (status.reachable, status.login_ok, status.problem) == (True, False, "failing")
+    assert status.summary() == f"Polaris: reachable, but {words}"
+
+
+def test_status_says_not_reachable_when_no_connection_is_made_in_time(
+    make_client: Callable[..., RscClient],
+) -> None:
+    with unaccepting_listener() as url:
+        client = make_client(Credentials.client(url, CLIENT_ID, CLIENT_SECRET), connect_timeout=0.3)
+
+        started = time.monotonic()
+        status = client.status()
+
+    assert time.monotonic() - started < STATUS_TIMEOUT + 1
+    assert (status.reachable, status.problem) == (False, "unreachable")
+    assert re.fullmatch(
+        r"Polaris: not reachable: the bot could not connect to it within \d\.\d s; "
+        r"try again in a few minutes\.",
+        status.summary(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("arm", "kind"),
+    [
+        (lambda s: s.set_fault("graphql", "hang"), PolarisSlow),
+        (lambda s: s.set_fault("graphql", "status", code=502), PolarisFailing),
+        (lambda s: s.set_fault("graphql", "not_json"), PolarisFailing),
+        (lambda s: s.stop(), PolarisUnreachable),
+    ],
+    ids=["hang", "502", "not-json", "stopped"],
+)
+def test_an_unavailable_polaris_is_reported_as_the_kind_it_is_with_the_same_words(
+    arm: Callable[[Sandbox], None],
+    kind: type[PolarisUnavailable],
+    sandbox: Sandbox,
+    make_client: Callable[..., RscClient],
+) -> None:
+    client = make_client(read_timeout=0.5, retry_budget=1.0, max_attempts=2)
+    assert client.user_exists(USERNAME)
+    arm(sandbox)
+
+    with pytest.raises(PolarisUnavailable) as caught:
+        client.user_exists(USERNAME)
+
+    assert type(caught.value) is kind
+    # Commands other than status keep their sentence; only status tells the kinds apart.
+    text = assert_plain(caught.value)
+    assert text.startswith("Polaris is not answering right now") or "not an API" in text
+    assert_plain(PolarisBotError(caught.value.detail))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ spreadsheet, so the parser first undoes all of that:
   person saw one address and the link points to another. ``<http://x.com|x.com>``
   (Slack links anything that looks like a domain) gives its text, so
   ``bob@<http://x.com|x.com>`` reads as ``bob@x.com``. Mentions (``<@U123>``),
-  channels (``<#C123|name>``) and broadcasts (``<!here>``) are refused.
+  channels (``<#C123|name>``) and broadcasts (``<!here>``) are refused; so is a
+  broadcast typed as a plain word (``@here``, ``@channel``, ``@everyone``).
 - Slack's escaping (``&amp; &lt; &gt;``) is decoded exactly once.
 - Invisible characters (zero-width space, joiner and non-joiner, BOM, soft
   hyphen, other format characters) are removed; unusual spaces (NBSP, narrow
@@ -19,11 +20,14 @@ spreadsheet, so the parser first undoes all of that:
   brackets around an entry, and punctuation after it (``.,;:!?``), are dropped.
   ``Name <a@x.com>`` and ``"Doe, Jane" <jane@x.com>`` give the address in the
   angle brackets; the words of the name are not entries.
-- Entries are separated by spaces, commas, semicolons and new lines. Each one is
-  reported; the same address twice is reported once, where it first appears.
-  Entries made only of punctuation (a dash, a bullet) are not entries. A quoted
-  name is only recognised in front of ``<address>``; elsewhere its words are
-  entries of their own (and reported as not addresses).
+- Entries are separated by spaces, commas, semicolons and new lines. Every valid
+  address is returned, and the first ``MAX_REFUSED`` refused entries with their
+  reasons; the refused entries after those are counted in one last entry ("37 more
+  entries"), so that a pasted spreadsheet cannot flood a channel yet no address is
+  lost. What is returned keeps the order of first appearance; the same entry twice
+  is returned once. Entries made only of punctuation (a dash, a bullet) are not
+  entries. A quoted name is only recognised in front of ``<address>``; elsewhere
+  its words are entries of their own (and refused as not addresses).
 
 Validity rule: an entry is a valid address when email-validator accepts it
 (``validate_email`` with ``check_deliverability=False``: syntax only, no DNS;
@@ -38,13 +42,17 @@ and, on top of that:
   letters) is refused, even though IDNA allows it. A label in one alphabet, or
   Latin mixed with Chinese, Japanese or Korean, is accepted;
 - quoted local parts (``"j doe"@x.com``) and IP-address domains (``a@[1.2.3.4]``)
-  are refused: Polaris does not support them.
+  are refused: Polaris does not support them;
+- an entry written with a look-alike of @ (the full-width ``＠`` or the small ``﹫``)
+  is refused, saying so, rather than read as an entry without an @.
 
 One mailbox is one account whatever its case, so addresses are compared and
 returned in lower case (the whole address).
 
-The parser never raises. It reads at most ``MAX_TEXT_CHARS`` characters and
-``MAX_CANDIDATES`` entries; what it does not read is reported as one more entry.
+The parser never raises, and its work grows in step with the text. It reads the first
+``MAX_TEXT_CHARS`` characters (cut between entries where it can); when readable
+characters come after the cut, one more entry says how many were not read. An entry
+longer than ``MAX_ENTRY_CHARS`` cannot be an address and is refused as too long.
 """
 
 from __future__ import annotations
@@ -59,8 +67,13 @@ from email_validator import EmailNotValidError, validate_email
 
 LOG = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 20_000
-MAX_CANDIDATES = 100
+# Slack truncates a message after 40,000 characters and the slash command takes bodies
+# of at most 64 KiB, so every real message fits; reading this much takes about 0.3 s.
+MAX_TEXT_CHARS = 100_000
+MAX_REFUSED = 10
+# An address has at most 254 characters; with quotes, brackets, "mailto:" and a name
+# stuck to its <address>, an entry that could hold one is still far shorter than this.
+MAX_ENTRY_CHARS = 1_000
 
 # Reasons. Each reads well after "<entry>: ". Reasons for something that is not an
 # address start with NOT_VALID, the project's fixed outcome phrase. Replies show
@@ -78,8 +91,10 @@ SLACK_CHANNEL = f"{NOT_VALID} (a Slack channel)"
 SLACK_BROADCAST = f"{NOT_VALID} (a Slack notification for a whole channel)"
 SLACK_GROUP = f"{NOT_VALID} (a Slack user group)"
 SLACK_MARKUP = f"{NOT_VALID} (Slack markup)"
-TOO_MANY = f"not read: at most {MAX_CANDIDATES} entries are read from one message"
-TOO_LONG = f"not read: only the first {MAX_TEXT_CHARS} characters of a message are read"
+LOOKALIKE_AT = f"{NOT_VALID} (it uses a look-alike of @)"
+TOO_LONG_ENTRY = f"{NOT_VALID} (too long)"
+MORE_REFUSED = "not valid email addresses either"
+TEXT_CUT = f"not read: the bot reads the first {MAX_TEXT_CHARS:,} characters of a message"
 UNREADABLE = "not read: the bot could not read this message"
 
 _SEPARATORS = frozenset(" \n,;")
@@ -112,6 +127,10 @@ _SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITY_CHARS = {"amp": "&", "lt": "<", "gt": ">"}
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//)?")
 _BROADCASTS = frozenset({"here", "channel", "everyone"})
+# Full-width and small commercial at: they look like @ but no mail system takes them.
+_LOOKALIKE_ATS = frozenset("\uff20\ufe6b")
+# Stands for a piece of Slack markup in the flat text the tokenizer searches.
+_LINK_MARK = "\x00"
 # Script combinations that are normal in one domain label (after Unicode TR 39's
 # "highly restrictive" profile); any other mixture of alphabets is refused.
 _ALLOWED_SCRIPT_MIXES = (
@@ -167,14 +186,15 @@ def parse_addresses(text: str) -> list[Candidate]:
 
 
 def _parse(text: str) -> list[Candidate]:
-    head, rest = _cut(str(text))
+    head, unread = _cut(str(text))
     tokens = _tokenize(_units(_clean_characters(head)))
     _mark_display_names(tokens)
 
     candidates: list[Candidate] = []
     seen: set[tuple[str | None, str | None]] = set()
     checked: dict[str, tuple[str | None, str | None]] = {}
-    for index, token in enumerate(tokens):
+    refused = more = 0
+    for token in tokens:
         if token.is_name:
             continue
         candidate = _candidate(token, checked)
@@ -183,28 +203,39 @@ def _parse(text: str) -> list[Candidate]:
         key = (candidate.email, None) if candidate.email else (candidate.shown, candidate.reason)
         if key in seen:
             continue
-        if len(candidates) == MAX_CANDIDATES:
-            unread = _count_unread(tokens[index:], candidates)
-            candidates.append(Candidate(f"{unread} more entries", None, TOO_MANY))
-            break
         seen.add(key)
+        if candidate.email is None:
+            # Every address is kept; refusals past the first few are only counted.
+            refused += 1
+            if refused > MAX_REFUSED:
+                more += 1
+                continue
         candidates.append(candidate)
 
-    if rest:
-        candidates.append(Candidate("the rest of the message", None, TOO_LONG))
+    if more:
+        shown = "1 more entry" if more == 1 else f"{more:,} more entries"
+        candidates.append(Candidate(shown, None, MORE_REFUSED))
+    if unread:
+        shown = f"the last {unread:,} character{'s' if unread > 1 else ''} of the message"
+        candidates.append(Candidate(shown, None, TEXT_CUT))
     return candidates
 
 
-def _cut(text: str) -> tuple[str, bool]:
-    """The part of ``text`` to read, and whether anything worth reading is left over."""
+def _cut(text: str) -> tuple[str, int]:
+    """The part of ``text`` to read, and how many characters after it are not read.
+
+    The count is 0 when nothing is cut off, or only spaces and invisible characters are.
+    """
     if len(text) <= MAX_TEXT_CHARS:
-        return text, False
+        return text, 0
 
     # Cut between entries where possible, so the last entry read is whole.
-    window = MAX_TEXT_CHARS - 1000
+    window = MAX_TEXT_CHARS - MAX_ENTRY_CHARS
     gap = max(text.rfind(ch, window, MAX_TEXT_CHARS) for ch in " \n\t,;")
     cut = gap if gap > 0 else MAX_TEXT_CHARS
-    return text[:cut], _READABLE.search(text, cut) is not None
+    if _READABLE.search(text, cut) is None:
+        return text[:cut], 0
+    return text[:cut], len(text) - cut
 
 
 def _clean_characters(text: str) -> str:
@@ -301,6 +332,8 @@ def _same_address(label: str, target: str) -> bool:
 def _tokenize(units: list[_Unit]) -> list[_Token]:
     """Split units into entries at separators, keeping quoted parts together."""
     tokens: list[_Token] = []
+    # The units as one string, so that finding a closing quote is a fast str.find.
+    flat = "".join(u if isinstance(u, str) else _LINK_MARK for u in units)
     hard = True
     i, n = 0, len(units)
     while i < n:
@@ -311,7 +344,7 @@ def _tokenize(units: list[_Unit]) -> list[_Token]:
             continue
 
         start, quoted_local = i, False
-        close = _closing_quote(units, i)
+        close = _closing_quote(flat, i)
         if close is not None:
             after = close + 1
             if after < n and units[after] == "@" and unit in _DOUBLE_QUOTES:
@@ -343,19 +376,20 @@ def _is_separator(units: list[_Unit], i: int) -> bool:
     return not before.endswith(("&amp", "&lt", "&gt"))
 
 
-def _closing_quote(units: list[_Unit], i: int) -> int | None:
-    """Where the quote opened at ``i`` closes on the same line, if ``i`` opens one."""
-    unit = units[i]
-    if not isinstance(unit, str) or unit not in _QUOTE_PAIRS:
+def _closing_quote(flat: str, i: int) -> int | None:
+    """Where the quote opened at ``i`` closes on the same line, if ``i`` opens one.
+
+    ``flat`` is the units as one string, one character per unit.
+    """
+    closers = _QUOTE_PAIRS.get(flat[i])
+    if closers is None:
         return None
-    closers = _QUOTE_PAIRS[unit]
-    for j in range(i + 1, min(len(units), i + 1 + _QUOTE_SEARCH_LIMIT)):
-        other = units[j]
-        if other == "\n":
-            return None
-        if isinstance(other, str) and other in closers:
-            return j
-    return None
+    limit = min(len(flat), i + 1 + _QUOTE_SEARCH_LIMIT)
+    line_end = flat.find("\n", i + 1, limit)
+    if line_end != -1:
+        limit = line_end
+    found = [j for j in (flat.find(ch, i + 1, limit) for ch in closers) if j != -1]
+    return min(found) if found else None
 
 
 def _mark_display_names(tokens: list[_Token]) -> None:
@@ -429,6 +463,11 @@ def _candidate(
     units = token.units
     if token.quoted_local:
         return Candidate(_shown_text(units), None, QUOTED_LOCAL)
+    if len(units) > MAX_ENTRY_CHARS:
+        # Peeling such an entry could take long (mailto:mailto:...); it is no address.
+        if not any(isinstance(u, _Link) or u.isalnum() for u in units):
+            return None
+        return Candidate(_shown_text(units), None, TOO_LONG_ENTRY)
     ip_literal = "@[" in _address_text(units)
     units = _strip_wrapping(units, ip_literal)
     if not units:
@@ -438,12 +477,16 @@ def _candidate(
     problems = [u.problem for u in units if isinstance(u, _Link) and u.problem]
     if problems:
         return Candidate(shown, None, problems[0])
+    if not _LOOKALIKE_ATS.isdisjoint(address):
+        return Candidate(shown, None, LOOKALIKE_AT)
     if "@" not in address:
         if not any(ch.isalnum() for ch in address):
             return None
         return Candidate(shown, None, f"{NOT_VALID} (no @)")
     if ip_literal:
         return Candidate(shown, None, IP_LITERAL)
+    if address[:1] == "@" and address[1:].lower() in _BROADCASTS:
+        return Candidate(shown, None, SLACK_BROADCAST)
 
     email, reason = _check(address, checked)
     return Candidate(shown, email, reason)
@@ -534,16 +577,3 @@ def _script(ch: str) -> str | None:
         return None
     word = unicodedata.name(ch, "").split(" ")[0]
     return _SCRIPT_ALIASES.get(word, word) or None
-
-
-def _count_unread(tokens: list[_Token], kept: list[Candidate]) -> int:
-    """How many different entries are left after the cap (by what they show)."""
-    done = {c.shown.lower() for c in kept}
-    rest: set[str] = set()
-    for token in tokens:
-        if token.is_name:
-            continue
-        shown = _shown_text(_peel(token.units)).lower()
-        if shown and shown not in done:
-            rest.add(shown)
-    return max(len(rest), 1)

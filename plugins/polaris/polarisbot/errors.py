@@ -35,9 +35,30 @@ class LoginFailed(PolarisBotError):
 
 
 class PolarisUnavailable(PolarisBotError):
-    """RSC could not be reached or did not answer in time (nothing was changed, or reads only)."""
+    """RSC could not be reached or did not answer in time (nothing was changed, or reads only).
+
+    The subclasses say what happened. ``detail`` is the plain sentence `!polaris status`
+    shows after "Polaris: <state>: "; it names what RSC did, where ``str()`` keeps to the
+    sentence every other command shows.
+    """
 
     default = "Polaris is not answering right now; try again in a few minutes."
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or str(self)
+
+
+class PolarisUnreachable(PolarisUnavailable):
+    """No connection to RSC could be made: refused, name not resolved, connect timeout."""
+
+
+class PolarisSlow(PolarisUnavailable):
+    """RSC took the connection but sent no answer within the read timeout."""
+
+
+class PolarisFailing(PolarisUnavailable):
+    """RSC answered, but with a server error, a cut-off answer or something not its API."""
 
 
 class PolarisBusy(PolarisUnavailable):

@@ -12,6 +12,11 @@ plus one login attempt and one call attempt: ``retry_budget + 2 * (connect + rea
 Mutations are retried only when RSC cannot have acted on them (the connection was never
 made, or the gateway answered 429); any other failure after sending raises
 `OutcomeUnknown`, because sending the mutation again could do it twice.
+
+A read given up on says how RSC failed it: `PolarisUnreachable` (no connection could be
+made), `PolarisSlow` (connected, no answer in time), `PolarisFailing` (a server error, a
+cut-off answer, not its API) or `PolarisBusy`. `status()` makes one attempt of each step
+within STATUS_TIMEOUT, and names that difference.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.exceptions import ConnectTimeoutError
+from urllib3.util import Timeout
 
 from polarisbot import __version__
 from polarisbot.credentials import Credentials
@@ -46,8 +52,11 @@ from polarisbot.errors import (
     OutcomeUnknown,
     PolarisBotError,
     PolarisBusy,
+    PolarisFailing,
     PolarisRejected,
+    PolarisSlow,
     PolarisUnavailable,
+    PolarisUnreachable,
 )
 
 __all__ = ["Credentials", "Role", "RscClient", "Status", "User"]
@@ -71,6 +80,9 @@ POOL_SIZE = 32
 # status() answers `!polaris status`, which must come back quickly even while RSC hangs:
 # it spends at most this long on RSC in all, waiting for another thread's login included.
 STATUS_TIMEOUT = 4.0
+# The longest a status check waits for a connection. A lost SYN is sent again after 1 s,
+# so 1.5 s still connects then; an attempt's read gets whatever the connect did not use.
+STATUS_CONNECT_TIMEOUT = 1.5
 # The shortest timeout an attempt gets when a deadline clips it.
 MIN_ATTEMPT_TIMEOUT = 0.1
 
@@ -160,8 +172,17 @@ class Status:
     """How the connection to RSC is doing, for ``!polaris status``.
 
     `login_ok` is True only when the whole check passed (then `round_trip_ms` and
-    `version` are set); `problem` says which part failed: "unreachable", "login",
-    "busy" or "error" (RSC answered the check with an error).
+    `version` are set); `problem` says which part failed:
+
+    - "unreachable": no connection could be made (refused, name unknown, connect timeout);
+    - "slow": connected, but no answer came in time;
+    - "failing": RSC answered with a server error, a cut-off answer or not its API;
+    - "waiting": another thread's login is still waiting for RSC, so nothing was sent;
+    - "login": RSC refused the bot's credentials or token;
+    - "busy": RSC is rate-limiting the bot;
+    - "error": RSC answered the check with an error, or the bot's settings are wrong.
+
+    `error` is the plain sentence that follows "Polaris: <state>: " in `summary()`.
     """
 
     reachable: bool
@@ -183,8 +204,14 @@ class Status:
             return f"Polaris: reachable, but login fails: {self.error}"
         if self.problem == "busy":
             return f"Polaris: reachable, but busy: {self.error}"
+        if self.problem == "slow":
+            return f"Polaris: reachable, but slow: {self.error}"
+        if self.problem == "failing":
+            return f"Polaris: reachable, but failing: {self.error}"
         if self.problem == "error":
             return f"Polaris: reachable, but the status check failed: {self.error}"
+        if self.problem == "waiting":
+            return f"Polaris: no answer yet: {self.error}"
         return f"Polaris: not reachable: {self.error}"
 
 
@@ -203,17 +230,31 @@ class _Token:
 
 
 class _Retry(Exception):
-    """One attempt failed in a way that may be worth another try."""
+    """One attempt failed in a way that may be worth another try.
+
+    `kind` is what happened, in the terms of the exception given up with: "unreachable"
+    (no connection), "slow" (no answer within `waited` seconds), "busy" (429), "failing"
+    (a server error `code`, a reset, a cut-off or unreadable answer).
+    """
 
     def __init__(
-        self, why: str, *, busy: bool = False, sent: bool = True, retry_after: float | None = None
+        self,
+        why: str,
+        *,
+        kind: str = "failing",
+        sent: bool = True,
+        retry_after: float | None = None,
+        code: int | None = None,
+        waited: float | None = None,
     ) -> None:
         super().__init__(why)
-        self.why = why
-        self.busy = busy
+        self.why = why  # for the log only
+        self.kind = kind
         # False only when RSC cannot have acted on the request.
         self.sent = sent
         self.retry_after = retry_after
+        self.code = code
+        self.waited = waited
 
 
 class RscClient:
@@ -333,7 +374,7 @@ class RscClient:
         token: _Token,
         *,
         mutation: bool,
-        timeout: tuple[float, float],
+        timeout: tuple[float, float] | Timeout,
     ) -> dict[str, Any]:
         started = time.monotonic()
         url = self.credentials.graphql_url
@@ -347,16 +388,17 @@ class RscClient:
         if status in RETRYABLE_STATUS:
             raise _Retry(
                 f"HTTP {status}",
-                busy=status == 429,
+                kind="busy" if status == 429 else "failing",
                 sent=status != 429,
                 retry_after=_retry_after(response),
+                code=status,
             )
 
         if status >= 500:
             log.warning("rsc %s: unexpected HTTP %d", operation, status)
             if mutation:
-                raise _Retry(f"HTTP {status}")
-            raise PolarisUnavailable()
+                raise _Retry(f"HTTP {status}", code=status)
+            raise PolarisFailing(detail=_server_error(status))
         if status == 404:
             raise ConfigurationError(
                 f"Polaris has no API at {self.credentials.graphql_url}; "
@@ -384,9 +426,11 @@ class RscClient:
         if payload is None:
             if mutation:
                 raise _Retry("HTTP 200 with a body that is not JSON")
-            raise PolarisUnavailable(
+            raise PolarisFailing(
                 "Polaris answered with something that is not an API response; "
-                "check the bot's Polaris URL."
+                "check the bot's Polaris URL.",
+                detail="it answered with something that is not an API response; "
+                "check the bot's Polaris URL.",
             )
 
         errors = payload.get("errors")
@@ -396,7 +440,10 @@ class RscClient:
         if not isinstance(data, dict):
             if mutation:
                 raise _Retry("answer without data", sent=True)
-            raise PolarisUnavailable("Polaris answered without any data; try again later.")
+            raise PolarisFailing(
+                "Polaris answered without any data; try again later.",
+                detail="it answered without any data; try again later.",
+            )
         return data
 
     def _send(
@@ -405,20 +452,25 @@ class RscClient:
         url: str,
         body: dict[str, Any],
         token: str | None,
-        timeout: tuple[float, float],
+        timeout: tuple[float, float] | Timeout,
     ) -> requests.Response:
         """POST once; turn transport failures into _Retry saying whether RSC may have acted."""
         auth = _BearerAuth(token)
+        started = time.monotonic()
         try:
             return self._session.post(url, json=body, auth=auth, timeout=timeout)
         except requests.exceptions.ConnectTimeout:
-            raise _Retry("connect timeout", sent=False) from None
+            waited = time.monotonic() - started
+            raise _Retry("connect timeout", kind="unreachable", sent=False, waited=waited) from None
         except requests.exceptions.ReadTimeout:
-            raise _Retry("read timeout") from None
+            waited = time.monotonic() - started
+            raise _Retry("read timeout", kind="slow", waited=waited) from None
         except requests.exceptions.ConnectionError as error:
             sent = not _never_connected(error)
             log.debug("rsc %s: connection failed: %r", operation, error)
-            raise _Retry("connection reset" if sent else "connection refused", sent=sent) from None
+            if sent:
+                raise _Retry("connection reset", kind="failing") from None
+            raise _Retry("connection refused", kind="unreachable", sent=False) from None
         except requests.exceptions.RequestException as error:
             # Chunked-encoding and similar failures: the request was sent, the answer broken.
             log.debug("rsc %s: request failed: %r", operation, error)
@@ -438,15 +490,19 @@ class RscClient:
             return None
         return wait
 
-    def _timeout(self, deadline: float, strict: bool) -> tuple[float, float]:
-        """Connect and read timeouts for one attempt; `strict` fits them before `deadline`."""
+    def _timeout(self, deadline: float, strict: bool) -> tuple[float, float] | Timeout:
+        """Connect and read timeouts for one attempt; `strict` fits them before `deadline`.
+
+        A strict attempt gets urllib3's `total`: the read may use all the time the connect
+        did not, so a pooled connection leaves nearly the whole budget for the answer,
+        while connect plus read still end by the deadline.
+        """
         if not strict:
             return self.timeout
         left = max(MIN_ATTEMPT_TIMEOUT, deadline - time.monotonic())
-        # A quarter of what is left is plenty to connect; the rest is for the answer.
-        connect = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[0], left / 4))
-        read = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[1], left - connect))
-        return connect, read
+        connect = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[0], STATUS_CONNECT_TIMEOUT, left / 2))
+        read = max(MIN_ATTEMPT_TIMEOUT, min(self.timeout[1], left))
+        return Timeout(connect=connect, read=read, total=left)
 
     # ---- login and token cache ------------------------------------------------------------
 
@@ -474,8 +530,11 @@ class RscClient:
         patience = max(0.0, deadline - time.monotonic()) if strict else -1
         if not self._lock.acquire(timeout=patience):
             log.info("rsc login: still waiting for another thread's login; not waiting longer")
+            # Whether RSC took that login's connection is the other thread's to know.
             raise PolarisUnavailable(
-                "Polaris is slow to answer the bot's login; try again in a few minutes."
+                "Polaris is slow to answer the bot's login; try again in a few minutes.",
+                detail=f"the bot's login has waited more than {patience:.1f} s for Polaris; "
+                "try again in a few minutes.",
             )
         try:
             token = self._token
@@ -526,7 +585,7 @@ class RscClient:
                 log.debug("rsc login: %s; retrying in %.2f s", retry.why, wait)
                 time.sleep(wait)
 
-    def _login_once(self, body: dict[str, Any], timeout: tuple[float, float]) -> _Token:
+    def _login_once(self, body: dict[str, Any], timeout: tuple[float, float] | Timeout) -> _Token:
         creds = self.credentials
         sent_at = time.monotonic()
         response = self._send("login", creds.login_url, body, None, timeout)
@@ -540,7 +599,12 @@ class RscClient:
 
         status = response.status_code
         if status in RETRYABLE_STATUS:
-            raise _Retry(f"HTTP {status}", busy=status == 429, retry_after=_retry_after(response))
+            raise _Retry(
+                f"HTTP {status}",
+                kind="busy" if status == 429 else "failing",
+                retry_after=_retry_after(response),
+                code=status,
+            )
         payload = _json_body(response, "login")
         if status in (400, 401, 403):
             message = str((payload or {}).get("message", ""))
@@ -551,9 +615,13 @@ class RscClient:
                 f"Polaris has no login page at {creds.login_url}; check the bot's Polaris URL."
             )
         if payload is None or status != 200:
-            raise PolarisUnavailable(
+            raise PolarisFailing(
                 "Polaris answered the bot's login with something that is not an API "
-                "response; check the bot's Polaris URL."
+                "response; check the bot's Polaris URL.",
+                detail=_server_error(status, login=True)
+                if status >= 500
+                else "it answered the bot's login with something that is not an API "
+                "response; check the bot's Polaris URL.",
             )
 
         value = payload.get("access_token")
@@ -666,7 +734,7 @@ class RscClient:
         fallback = self._account_name or self.credentials.account_label
 
         def failed(problem: str, error: str) -> Status:
-            reachable = problem != "unreachable"
+            reachable = problem not in ("unreachable", "waiting")
             return Status(reachable, False, None, None, fallback, error, problem)
 
         deadline = time.monotonic() + STATUS_TIMEOUT
@@ -679,10 +747,8 @@ class RscClient:
             )
         except LoginFailed as error:
             return failed("login", str(error))
-        except PolarisBusy as error:
-            return failed("busy", str(error))
-        except (PolarisUnavailable, ConfigurationError) as error:
-            return failed("unreachable", str(error))
+        except PolarisUnavailable as error:
+            return failed(_status_problem(error), error.detail)
         except PolarisBotError as error:
             return failed("error", str(error))
         except Exception:  # status must answer whatever happens
@@ -719,9 +785,7 @@ class RscClient:
             if not cursor or cursor == after:
                 # Following the same cursor again would loop forever.
                 log.error("rsc %s: next page promised without a new cursor", connection)
-                raise PolarisUnavailable(
-                    "Polaris gave an incomplete list; try again in a few minutes."
-                )
+                raise PolarisFailing("Polaris gave an incomplete list; try again in a few minutes.")
             after = cursor
 
 
@@ -796,13 +860,47 @@ def _never_connected(error: BaseException) -> bool:
 
 
 def _give_up(retry: _Retry, *, login: bool = False) -> PolarisUnavailable:
-    if retry.busy:
+    """The exception for an attempt not tried again: what happened, in plain words."""
+    if retry.kind == "busy":
         return PolarisBusy()
-    if login:
-        return PolarisUnavailable(
-            "Polaris is not answering the bot's login right now; try again in a few minutes."
-        )
-    return PolarisUnavailable()
+    message = (
+        "Polaris is not answering the bot's login right now; try again in a few minutes."
+        if login
+        else None
+    )
+    later = "; try again in a few minutes."
+    waited = f"{retry.waited or 0:.1f} s"
+    if retry.kind == "unreachable":
+        within = f" within {waited}" if retry.waited is not None else ""
+        return PolarisUnreachable(message, detail=f"the bot could not connect to it{within}{later}")
+    if retry.kind == "slow":
+        to = " to the bot's login" if login else ""
+        return PolarisSlow(message, detail=f"no answer{to} within {waited}{later}")
+    if retry.code is not None:
+        return PolarisFailing(message, detail=_server_error(retry.code, login=login))
+    during = " during the bot's login" if login else ""
+    return PolarisFailing(
+        message, detail=f"it closed the connection{during} without a whole answer{later}"
+    )
+
+
+def _server_error(status: int, *, login: bool = False) -> str:
+    """What `!polaris status` says about an HTTP 5xx answer."""
+    what = " the bot's login" if login else ""
+    return f"it answered{what} with a server error (HTTP {status}); try again in a few minutes."
+
+
+def _status_problem(error: PolarisUnavailable) -> str:
+    """The `Status.problem` for an unavailable RSC: which way it is unavailable."""
+    if isinstance(error, PolarisBusy):
+        return "busy"
+    if isinstance(error, PolarisUnreachable):
+        return "unreachable"
+    if isinstance(error, PolarisSlow):
+        return "slow"
+    if isinstance(error, PolarisFailing):
+        return "failing"
+    return "waiting"
 
 
 def _graphql_error(operation: str, errors: Any) -> PolarisRejected:
