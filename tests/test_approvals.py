@@ -161,7 +161,9 @@ def test_two_approvers_at_the_same_moment_create_one_account(bot, sandbox):
     def approve(approver: str) -> None:
         start.wait()
         answers.append(
-            bot.plugin.approve_for(approver, request_id, where="direct", respond=lambda _: None)
+            bot.plugin.desk.approve_for(
+                approver, request_id, where="direct", respond=lambda _: None
+            )
         )
 
     threads = [threading.Thread(target=approve, args=(who,)) for who in [INVITER, SECOND] * 4]
@@ -211,7 +213,9 @@ def test_an_expired_request_tells_the_requester_and_cannot_be_approved(bot, sand
     assert "expired" in bot.mail.reply_to_command(f"!polaris approve {request_id}")
     assert sandbox.calls("createUser") == []
     # The poller tells people too, without anyone reading the list.
-    assert any(method == bot.plugin._expire_requests for method, _, _ in bot.plugin.current_pollers)
+    assert any(
+        method == bot.plugin.desk.expire_requests for method, _, _ in bot.plugin.current_pollers
+    )
 
 
 def test_pending_lists_waiting_requests_for_inviters_only(bot):

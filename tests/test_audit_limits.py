@@ -28,7 +28,7 @@ def test_ten_invites_at_once_with_five_an_hour_send_exactly_five(sandbox, start_
     def invite(n: int) -> None:
         start.wait()
         answers.append(
-            chat.plugin.invite_for(
+            chat.plugin.desk.invite_for(
                 INVITER, f"person{n}@example.com", where="direct", respond=lambda _: None
             )
         )
@@ -110,7 +110,7 @@ def test_an_approval_past_the_approvers_limit_leaves_the_request_pending(sandbox
     chat.send("!polaris invite first@example.com")
     chat.replies(2)
     chat.as_user(MEMBER, email="member@example.com")
-    request_id = chat.plugin.request_for(
+    request_id = chat.plugin.desk.request_for(
         MEMBER, "member@example.com", where="direct", respond=lambda _: None
     ).split()[1]
     assert request_id in chat.reply()  # the inviter's notification
@@ -169,7 +169,7 @@ def test_audit_filters_by_address_and_counts(sandbox, start_bot):
 def test_a_denial_reason_is_quoted_in_the_log_and_made_safe_in_chat(sandbox, start_bot, caplog):
     caplog.set_level(logging.INFO, logger="polarisbot.audit")
     chat = start_bot(polaris_env(sandbox))
-    request_id = chat.plugin.request_for(
+    request_id = chat.plugin.desk.request_for(
         MEMBER, "member@example.com", where="C0HELP", respond=lambda _: None
     ).split()[1]
     assert request_id in chat.reply()  # the inviter's notification

@@ -222,18 +222,30 @@ def refusal(candidate: Candidate) -> Outcome:
     return Outcome(candidate.shown, Kind.REFUSED, reason)
 
 
+def refused_by_policy(candidate: Candidate, allowed_domains: Sequence[str]) -> Outcome | None:
+    """The outcome for an entry policy refuses before Polaris, or None when it may go.
+
+    The outcome's ``email`` is what its reply line shows: the entry as typed when it
+    is not an address.
+    """
+    if candidate.email is None:
+        return refusal(candidate)
+    if not domain_allowed(candidate.email, allowed_domains):
+        detail = f"this bot invites only {', '.join(allowed_domains)} addresses"
+        return Outcome(candidate.email, Kind.DOMAIN, detail)
+    return None
+
+
 def start_invites(
     candidates: Iterable[Candidate], allowed_domains: Sequence[str], queue: InviteQueue
 ) -> Batch:
     """Refuse what policy refuses, queue the rest; keeps the order the addresses came in."""
     batch = Batch()
     for candidate in candidates:
-        if candidate.email is None:
-            batch.planned.append((candidate.shown, refusal(candidate)))
-        elif not domain_allowed(candidate.email, allowed_domains):
-            detail = f"this bot invites only {', '.join(allowed_domains)} addresses"
-            batch.planned.append((candidate.email, Outcome(candidate.email, Kind.DOMAIN, detail)))
-        else:
+        refused = refused_by_policy(candidate, allowed_domains)
+        if refused is not None:
+            batch.planned.append((refused.email, refused))
+        elif candidate.email is not None:
             batch.planned.append((candidate.email, queue.submit(candidate.email)))
     return batch
 

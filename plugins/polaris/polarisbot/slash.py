@@ -45,6 +45,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.webhook import WebhookClient
 
 from polarisbot.access import SLACK_MEMBER_ID, rule_for
+from polarisbot.desk import Desk
 from polarisbot.messages import SeenMessages
 from polarisbot.safe_text import neutralize
 from polarisbot.settings import Settings
@@ -422,9 +423,7 @@ class SlashCommand:
     bot_config: Any
     _bot: Any
     name: str
-    invite_for: Callable[..., str]
-    request_for: Callable[..., str]
-    polaris_status: Callable[..., str]
+    desk: Desk
 
     def activate(self) -> None:
         self._slash_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="polaris-slash")
@@ -604,21 +603,21 @@ class SlashCommand:
 
         if ask.action == "status":
             self.log.info("/polaris status by %s in %s", form.user_id, where)
-            return self.polaris_status(None, "")
+            return self.desk.status_report()
         if ask.action == "invite":
-            return self.invite_for(form.user_id, ask.args, where=where, respond=respond)
+            return self.desk.invite_for(form.user_id, ask.args, where=where, respond=respond)
 
         email, why = profile_email(self._slack_client(), form.user_id)
         if not email:
             self.log.info("/polaris me by %s: no email (%s)", form.user_id, why)
             return no_email_sentence(why)
-        return self.request_for(form.user_id, email, where=where, respond=respond)
+        return self.desk.request_for(form.user_id, email, where=where, respond=respond)
 
     def _slash_allowed(self, ask: Ask, form: SlashForm) -> bool:
         """The chat command's ACCESS_CONTROLS rule, applied as Errbot's ACLs plugin would."""
         active = {n.lower() for n in self._bot.plugin_manager.get_all_active_plugin_names()}
         if "acls" not in active:
-            # Chat enforces nothing then either; invite_for refuses on its own.
+            # Chat enforces nothing then either; the desk refuses invites on its own.
             return True
         rule = rule_for(
             f"{self.name}:{CHAT_COMMAND[ask.action]}",
