@@ -194,7 +194,17 @@ def test_the_entrypoint_becomes_healthy_and_stops_cleanly_on_a_stop_signal(runni
     def healthy() -> bool:
         return bot.poll() is not None or health_check(running_bot["env"]).returncode == 0
 
+    def serving() -> bool:
+        # /health answers once the Polaris plugin is up, which can be a moment before
+        # Errbot has activated every other plugin and entered its serve loop; a stop
+        # signal in that moment ends the start-up instead (exit 128 + signal, documented).
+        log = running_bot["log"]
+        return bot.poll() is not None or (
+            log.exists() and "Plugin activation done." in log.read_text()
+        )
+
     wait_for(healthy, timeout=20)
+    wait_for(serving, timeout=20)
     assert bot.poll() is None and healthy(), (
         "the bot never became healthy: " + (running_bot["tmp"] / "stderr").read_text()[-2000:]
     )
