@@ -30,11 +30,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
+
 # The project's test helpers know how config.py turns an environment into Errbot settings.
+def shown(markdown: str) -> str:
+    """A reply as a person reads it: no invisible breaks, no code-span backticks."""
+    return visible(markdown).replace("`", "")
+
+
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-from chat import Chat, bot_config  # noqa: E402
+from chat import Chat, bot_config, visible  # noqa: E402
 from errbot.backends.base import Message  # noqa: E402
 from errbot.backends.test import TestPerson  # noqa: E402
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.baseline import BaselineRun, invite_one_by_one
-from bench.harness import DOMAIN, INVITING, ROLE, ROOT, BenchBot, bot_env, ids
+from bench.harness import DOMAIN, INVITING, ROLE, ROOT, BenchBot, bot_env, ids, shown
 from bench.remote import RemoteSandbox
 from bench.startup import resident_kib
 from polaris_sandbox import CLIENT_ID, CLIENT_SECRET
@@ -102,7 +102,7 @@ def invite_burst(
             burst.acks.append(replies[0].at - delivered[sender])
         else:
             burst.problems.append(f"invite {i}: first reply {_first(replies)!r}")
-        if len(replies) >= 2 and replies[1].text == f"{email}: invited":
+        if len(replies) >= 2 and shown(replies[1].text) == f"{email}: invited":
             finished.append(replies[1].at)
         else:
             burst.problems.append(f"invite {i}: outcome {_second(replies)!r}")
