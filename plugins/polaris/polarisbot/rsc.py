@@ -458,7 +458,9 @@ class RscClient:
         auth = _BearerAuth(token)
         started = time.monotonic()
         try:
-            return self._session.post(url, json=body, auth=auth, timeout=timeout)
+            # requests hands a urllib3 Timeout to its adapter as it is (the status check's
+            # total budget); its type stubs list only numbers and pairs.
+            return self._session.post(url, json=body, auth=auth, timeout=timeout)  # type: ignore[arg-type]
         except requests.exceptions.ConnectTimeout:
             waited = time.monotonic() - started
             raise _Retry("connect timeout", kind="unreachable", sent=False, waited=waited) from None

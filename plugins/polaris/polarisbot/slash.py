@@ -560,8 +560,9 @@ class SlashCommand:
         # while the plugin stops, respond() posts inline, possibly from this thread.
         order = threading.RLock()
 
-        # TODO: a response_url takes five posts within 30 minutes; an outcome decided
-        # later (an approval) cannot reach the person this way. Needs a DM fallback.
+        # TODO: a response_url takes five posts within 30 minutes; an invite outcome later
+        # than that (queued behind a long burst) is only logged. Needs a DM fallback.
+        # (Decisions on requests already reach the requester by DM, from the desk.)
         def respond(text: str) -> None:
             def later() -> None:
                 with order:
