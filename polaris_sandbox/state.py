@@ -288,6 +288,21 @@ class Account:
                 permissions=tuple({"operation": op} for op in operations),
             )
 
+    def add_role(self, name: str, description: str = "", read_only: bool = True) -> Role:
+        """Add a role, as an administrator would in the console; returns it."""
+        with self.lock:
+            role = Role(
+                id=self._uuid(),
+                name=name,
+                description=description,
+                isOrgAdmin=False,
+                isReadOnly=read_only,
+                orgId=self.org_id,
+                permissions=({"operation": "VIEW_INVENTORY"},),
+            )
+            self.roles[role.id] = role
+            return role
+
     def _seed_users(self, count: int, owner_email: str) -> None:
         rng = self._rng
         role_list = list(self.roles.values())

@@ -213,9 +213,7 @@ def test_an_expired_request_tells_the_requester_and_cannot_be_approved(bot, sand
     assert "expired" in bot.mail.reply_to_command(f"!polaris approve {request_id}")
     assert sandbox.calls("createUser") == []
     # The poller tells people too, without anyone reading the list.
-    assert any(
-        method == bot.plugin.desk.expire_requests for method, _, _ in bot.plugin.current_pollers
-    )
+    assert any(method == bot.plugin._every_minute for method, _, _ in bot.plugin.current_pollers)
 
 
 def test_pending_lists_waiting_requests_for_inviters_only(bot):

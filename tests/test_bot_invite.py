@@ -98,16 +98,32 @@ def test_a_role_the_account_lacks_is_named_with_the_roles_it_has(sandbox, start_
     chat = start_bot(polaris_env(sandbox, POLARIS_ROLES="Nonexistent Role,readonlyadmin"))
     chat.as_user(INVITER)
 
-    chat.send("!polaris invite alice@example.com")
-
-    assert chat.reply() == "Inviting 1 address to Polaris…"
-    line = chat.reply()
-    assert line.startswith("alice@example.com: not invited: POLARIS_ROLES names 'Nonexistent")
+    # The bot looked the roles up at start-up, so it refuses before calling Polaris.
+    line = chat.ask("!polaris invite alice@example.com")
+    assert line.startswith(
+        "I can't do that until the bot's settings are fixed: POLARIS_ROLES names 'Nonexistent"
+    )
     assert "ReadOnlyAdmin" in line and "Administrator" in line
     assert "Polaris error" not in line
+    chat.as_user(MEMBER, email="member@example.com")
+    assert chat.ask("!polaris request").startswith("I can't do that until the bot's settings")
     assert sandbox.calls("createUser") == []
+    chat.as_user(INVITER)
     assert "POLARIS_ROLES names 'Nonexistent Role'" in chat.ask("!polaris status")
     assert "Invites are refused until this is fixed" in chat.ask("!polaris roles")
+
+
+def test_a_role_missing_at_start_is_picked_up_once_the_account_has_it(sandbox, start_bot):
+    chat = start_bot(polaris_env(sandbox, POLARIS_ROLES="Late Role"))
+    chat.as_user(INVITER)
+    assert chat.ask("!polaris invite alice@example.com").startswith("I can't do that")
+
+    sandbox.account.add_role("Late Role")
+    chat.plugin.desk.recheck_roles()  # what the bot's once-a-minute poller does
+
+    chat.send("!polaris invite alice@example.com")
+    assert chat.replies(2)[1] == "alice@example.com: invited"
+    assert sandbox.calls("createUser")[0]["roleIds"] == [role_id(sandbox, "Late Role")]
 
 
 def test_a_polaris_error_is_reported_in_plain_words(chat, sandbox):

@@ -57,6 +57,7 @@ FILE_BACKENDS = ("slackv3", "slack", "test")
 
 # Expired requests are found by this poller, and also whenever requests are read.
 EXPIRY_POLL_SECONDS = 60.0
+STATUS_WAIT_SECONDS = 5.0
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
@@ -117,12 +118,16 @@ class Polaris(SlashCommand, BotPlugin):
             approvers=self._approvers,
             started=self.started,
         )
-        self.start_poller(EXPIRY_POLL_SECONDS, self.desk.expire_requests)
+        self.start_poller(EXPIRY_POLL_SECONDS, self._every_minute)
         self.desk.resume_approved_invites()
         for problem in self.settings.problems:
             self.log.warning("setting problem: %s", problem.sentence)
         self._warn_about_slack_acl_entries()
         self._start_webserver()
+
+    def _every_minute(self) -> None:
+        self.desk.expire_requests()
+        self.desk.recheck_roles()
 
     def _warm_up(self) -> None:
         try:
@@ -220,6 +225,9 @@ class Polaris(SlashCommand, BotPlugin):
     @botcmd
     def polaris_status(self, msg: Any, args: str) -> str:
         """Is Polaris reachable, does login work, and what the bot has done."""
+        # Just after start-up, let the first login and role look-up finish (they are
+        # bounded by the RSC timeouts) so that status reports what they found.
+        self.ready.wait(STATUS_WAIT_SECONDS)
         return self.desk.status_report()
 
     @botcmd

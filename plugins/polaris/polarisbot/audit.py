@@ -76,7 +76,7 @@ class Entry:
     def chat_line(self) -> str:
         """The entry for ``!polaris audit``, with typed text made safe to echo."""
         text = f"{self.at}  {self.action}  {neutralize(self.email) or '-'}  {self.outcome}"
-        details = [f"by {self.who}"]
+        details = [f"by {self.who}"] if self.who else []
         if self.approver:
             details.append(f"decided by {self.approver}")
         if self.request:
@@ -87,7 +87,7 @@ class Entry:
             details.append(f"roles {self.roles}")
         if self.reason:
             details.append(f"reason: {neutralize(self.reason, 120)}")
-        return f"{text}  ({', '.join(details)})"
+        return f"{text}  ({', '.join(details)})" if details else text
 
 
 _FIELDS = {f.name for f in fields(Entry)}

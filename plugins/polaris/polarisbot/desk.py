@@ -354,9 +354,21 @@ class Desk:
         if command is not None and not self.guarded(command):
             return NO_ACCESS_CONTROL
         problems = self.settings.problems_for(RSC, part)
+        if part == INVITE and self.queue is not None and self.queue.roles_problem:
+            # Known once the role names were looked up; looked up again every minute.
+            problems.append(self.queue.roles_problem)
         if problems:
             return "I can't do that until the bot's settings are fixed: " + " ".join(problems)
         return None
+
+    def recheck_roles(self) -> None:
+        """Look the role names up again while they are known to be wrong (a poller's job)."""
+        if self.queue is None or not self.queue.roles_problem:
+            return
+        try:
+            self.queue.role_ids()
+        except PolarisBotError as error:
+            log.info("POLARIS_ROLES still cannot be used: %s", error)
 
     # --- what happens without a command -----------------------------------------------
 
