@@ -191,6 +191,12 @@ class Polaris(SlashCommand, BotPlugin):
             return
         # The address comes from the profile, never from the message text.
         email = requester_email(msg) or self._console_email(msg)
+        if not email and self._bot.mode == "text":
+            yield (
+                "The console has no profile email for you: set POLARIS_CONSOLE_EMAILS, "
+                "e.g. POLARIS_CONSOLE_EMAILS=you=you@example.com (the demo sets it)."
+            )
+            return
         yield self.desk.request_for(
             sender_id(msg), email, where=_where(msg), respond=self._replier(msg)
         )
