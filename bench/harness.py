@@ -32,15 +32,11 @@ RESULTS = ROOT / "bench" / "results"
 
 
 # The project's test helpers know how config.py turns an environment into Errbot settings.
-def shown(markdown: str) -> str:
-    """A reply as a person reads it: no invisible breaks, no code-span backticks."""
-    return visible(markdown).replace("`", "")
-
-
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-from chat import Chat, bot_config, visible  # noqa: E402
+from chat import Chat, bot_config  # noqa: E402
+from chat import shown as _shown  # noqa: E402
 from errbot.backends.base import Message  # noqa: E402
 from errbot.backends.test import TestPerson  # noqa: E402
 
@@ -49,6 +45,11 @@ ROLE = "ReadOnlyAdmin"
 DOMAIN = "example.com"
 # The Slack backend's socket-mode client hands events to 10 worker threads by default.
 INJECTOR_THREADS = 10
+
+
+def shown(markdown: str) -> str:
+    """A reply as a person reads it (the tests' own rule, in tests/chat.py)."""
+    return str(_shown(markdown))
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,11 @@ def visible(text: str) -> str:
     return text.replace("\u200b", "")
 
 
+def shown(markdown: str) -> str:
+    """A reply's Markdown as a person reads it: ``visible``, without code-span backticks."""
+    return visible(markdown).replace("`", "")
+
+
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

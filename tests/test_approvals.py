@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from chat import visible
+from chat import shown
 from conftest import INVITER, MEMBER, polaris_env
 
 from polarisbot.approvals import (
@@ -41,7 +41,7 @@ class Mailbox:
         def record(msg) -> None:
             with self._lock:
                 # As Slack shows it: no invisible breaks, no code-span backticks.
-                self.sent.append((str(msg.to), visible(str(msg.body)).replace("`", "")))
+                self.sent.append((str(msg.to), shown(str(msg.body))))
             original(msg)
 
         chat.bot.send_message = record

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chat import wait_for
+from chat import shown, wait_for
 from conftest import INVITER, MEMBER, polaris_env
 
 from polarisbot.approvals import Approvals
@@ -43,12 +43,12 @@ class Notebook:
         if target in self.unreachable:
             return False
         with self._lock:
-            self.sent.append((target, text.replace("`", "").replace("\u200b", "")))
+            self.sent.append((target, shown(text)))
         return True
 
     def respond(self, text: str) -> None:
         with self._lock:
-            self.later.append(text.replace("`", "").replace("\u200b", ""))
+            self.later.append(shown(text))
 
     def to(self, target: str) -> list[str]:
         with self._lock:

@@ -8,7 +8,7 @@ directory, the second bot starting where the first stopped.
 from __future__ import annotations
 
 import pytest
-from chat import Chat, bot_config, visible, wait_for
+from chat import Chat, bot_config, shown, wait_for
 from conftest import INVITER, MEMBER, polaris_env
 from errbot.core import ErrBot
 from test_approvals import Mailbox
@@ -92,7 +92,7 @@ def test_an_invite_approved_just_before_a_stop_is_sent_after_the_restart(
     original = ErrBot.send_message
 
     def record(backend, msg):
-        sent.append((str(msg.to), visible(str(msg.body)).replace("`", "")))
+        sent.append((str(msg.to), shown(str(msg.body))))
         original(backend, msg)
 
     monkeypatch.setattr(ErrBot, "send_message", record)

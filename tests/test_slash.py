@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from chat import visible, wait_for
+from chat import shown, wait_for
 from conftest import INVITER, MEMBER, polaris_env
 
 from polarisbot.slash import (
@@ -107,7 +107,7 @@ class SlackStandIn:
     def texts(self) -> list[str]:
         """The posted texts as Slack shows them: code spans' backticks are formatting."""
         with self._lock:
-            return [visible(post.get("text", "")).replace("`", "") for post in self.posts]
+            return [shown(post.get("text", "")) for post in self.posts]
 
     def wait_for_posts(self, count: int, timeout: float = 10) -> list[str]:
         assert wait_for(lambda: len(self.posts) >= count, timeout), (
