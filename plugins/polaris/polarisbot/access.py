@@ -11,6 +11,14 @@ from typing import Any
 SLACK_MEMBER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
+# The id form each ACL field needs on Slack, and how to name it in a warning.
+ID_FORMS = {
+    "allowusers": (SLACK_MEMBER_ID, "Slack member id (U...)"),
+    "denyusers": (SLACK_MEMBER_ID, "Slack member id (U...)"),
+    "allowrooms": (SLACK_CHANNEL_ID, "Slack channel id (C...)"),
+    "denyrooms": (SLACK_CHANNEL_ID, "Slack channel id (C...)"),
+}
+
 
 def rule_for(
     command: str, controls: Mapping[str, Any], defaults: Mapping[str, Any]
@@ -57,18 +65,11 @@ def entries_that_cannot_match_on_slack(
         if not SLACK_MEMBER_ID.match(admin):
             warnings.append(f"BOT_ADMINS entry '{admin}' is not a Slack member id (U...).")
     for key, rule in controls.items():
-        for field in ("allowusers", "denyusers"):
+        for field, (form, what) in ID_FORMS.items():
             for entry in _as_tuple(rule.get(field)):
-                if not any(ch in entry for ch in "*?[") and not SLACK_MEMBER_ID.match(entry):
+                if not any(ch in entry for ch in "*?[") and not form.match(entry):
                     warnings.append(
                         f"ACCESS_CONTROLS['{key}'] {field} entry '{entry}' is not a "
-                        "Slack member id (U...), so it never matches on Slack."
-                    )
-        for field in ("allowrooms", "denyrooms"):
-            for entry in _as_tuple(rule.get(field)):
-                if not any(ch in entry for ch in "*?[") and not SLACK_CHANNEL_ID.match(entry):
-                    warnings.append(
-                        f"ACCESS_CONTROLS['{key}'] {field} entry '{entry}' is not a "
-                        "Slack channel id (C...), so it never matches on Slack."
+                        f"{what}, so it never matches on Slack."
                     )
     return warnings
