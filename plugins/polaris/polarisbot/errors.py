@@ -97,9 +97,3 @@ class OutcomeUnknown(PolarisBotError):
     """
 
     default = "Polaris did not confirm the change."
-
-
-class NotAllowed(PolarisBotError):
-    """The person asking may not do this."""
-
-    default = "You are not allowed to do that; ask a Polaris inviter."

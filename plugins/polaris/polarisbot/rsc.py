@@ -120,12 +120,6 @@ query PolarisBotUsers($first: Int!, $after: String, $filter: UserFilterInput,
 }
 """
 
-USERS_COUNT = """
-query PolarisBotUserCount($filter: UserFilterInput) {
-  usersInCurrentAndDescendantOrganization(first: 1, filter: $filter) { count }
-}
-"""
-
 ROLES_PAGE = """
 query PolarisBotRoles($first: Int!, $after: String) {
   getAllRolesInOrgConnection(first: $first, after: $after) {
@@ -662,14 +656,6 @@ class RscClient:
         reply = data.get("userAlreadyExists") or {}
         return bool(reply.get("doesExist"))
 
-    def find_user(self, email: str) -> User | None:
-        """The user whose email is exactly this one (ignoring case), if any."""
-        wanted = email.strip().lower()
-        for user in self.iter_users(email_filter=wanted, page_size=100):
-            if user.email.lower() == wanted:
-                return user
-        return None
-
     def iter_users(
         self, email_filter: str | None = None, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[User]:
@@ -684,12 +670,6 @@ class RscClient:
             variables["filter"] = {"emailFilter": email_filter.strip()}
         for node in self._pages(USERS_PAGE, "usersInCurrentAndDescendantOrganization", variables):
             yield _user(node)
-
-    def count_users(self, email_filter: str | None = None) -> int:
-        """How many users match the filter (all users without one)."""
-        variables = {"filter": {"emailFilter": email_filter.strip()}} if email_filter else {}
-        data = self.graphql(USERS_COUNT, variables)
-        return int(data["usersInCurrentAndDescendantOrganization"]["count"])
 
     def roles(self) -> list[Role]:
         """Every role of the account's organisation."""
