@@ -175,3 +175,17 @@ def test_a_subcommand_in_capitals_is_pointed_to_its_lower_case_form(chat, sandbo
         "Polaris commands are lower-case: try !polaris invite."
     )
     assert sandbox.calls("createUser") == []
+
+
+def test_an_account_without_permission_to_create_users_is_named_as_such(chat, sandbox):
+    sandbox.set_fault(
+        "graphql:createUser", "graphql_error", message="PERMISSION_DENIED: user lacks MANAGE_USERS"
+    )
+
+    chat.send("!polaris invite alice@example.com")
+
+    assert chat.reply() == "Inviting 1 address to Polaris…"
+    line = chat.reply()
+    assert line.startswith("alice@example.com: not allowed (permissions): ")
+    assert "user lacks MANAGE_USERS" in line
+    assert "alice@example.com" not in sandbox.users

@@ -26,6 +26,7 @@ from polarisbot.errors import (
     InvalidArgument,
     OutcomeUnknown,
     PolarisBotError,
+    PolarisRejected,
 )
 from polarisbot.outcomes import Kind, Outcome
 from polarisbot.policy import domain_allowed
@@ -163,6 +164,11 @@ class InviteQueue:
         except ConfigurationError as error:
             # The bot's settings are at fault, not Polaris: say so, and what to fix.
             return Outcome(email, Kind.REFUSED, f"not invited: {error.reason}")
+        except PolarisRejected as error:
+            if error.code == "PERMISSION_DENIED":
+                # The bot's service account may not create users or give these roles.
+                return Outcome(email, Kind.NOT_ALLOWED, error.reason)
+            return Outcome(email, Kind.ERROR, error.reason)
         except PolarisBotError as error:
             return Outcome(email, Kind.ERROR, error.reason)
 

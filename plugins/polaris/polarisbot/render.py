@@ -26,6 +26,8 @@ def outcome_text(outcome: Outcome) -> str:
         return f"{kind.value} ({detail})" if detail else kind.value
     if kind is Kind.DOMAIN:
         return f"{kind.value} ({detail})" if detail else kind.value
+    if kind is Kind.NOT_ALLOWED:
+        return f"{kind.value}: {detail}" if detail else kind.value
     if kind is Kind.EXISTS_NOW:
         return (
             "has an account now; Polaris's answer to the invite was lost, "
@@ -67,7 +69,7 @@ COUNT_LABELS = {
     Kind.EXISTS_NOW: "had an account after a lost answer",
     Kind.INVALID: "not valid addresses",
     Kind.DOMAIN: "in domains not allowed",
-    Kind.NOT_ALLOWED: "not allowed",
+    Kind.NOT_ALLOWED: "refused for lack of permission",
     Kind.UNCONFIRMED: "could not be confirmed",
     Kind.ERROR: "failed with a Polaris error",
     Kind.REFUSED: "refused",
